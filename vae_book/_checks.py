@@ -1,0 +1,156 @@
+"""Input validation shared by every public function.
+
+Each check raises :class:`ValueError` whose message names the argument, says what was expected and
+what was received, so a wrong call fails at the boundary instead of deep inside JAX. Checks of
+*values* (range, finiteness) run only on concrete arrays; inside ``jax.jit`` the arrays are tracers
+and only shapes and dtypes are checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "check_array",
+    "check_images",
+    "check_key",
+    "check_positive_int",
+    "check_broadcastable",
+    "is_concrete",
+]
+
+
+def is_concrete(x) -> bool:
+    """True if ``x`` holds values (a NumPy/JAX array outside a trace), False for a tracer."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _describe(x) -> str:
+    shape = getattr(x, "shape", None)
+    dtype = getattr(x, "dtype", None)
+    if shape is None:
+        return f"{type(x).__name__} {x!r}"[:120]
+    return f"array of shape {tuple(shape)} and dtype {dtype}"
+
+
+def check_array(
+    x,
+    name: str,
+    *,
+    ndim: int | Sequence[int] | None = None,
+    shape: Sequence[int | None] | None = None,
+    floating: bool = True,
+    finite: bool = False,
+):
+    """Return ``x`` as an array after checking rank, shape and dtype.
+
+    ``shape`` may hold ``None`` for "any size" along an axis. ``floating`` requires a floating dtype
+    (Python floats and ints are converted to float32 first). ``finite`` additionally rejects NaN/Inf
+    when the values are concrete.
+    """
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        x = jnp.asarray(x, dtype=jnp.float32)
+    if isinstance(x, (list, tuple)):
+        x = np.asarray(x, dtype=np.float32 if floating else None)
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise ValueError(f"`{name}` must be an array, got {_describe(x)}.")
+    if floating and not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(
+            f"`{name}` must have a floating dtype (e.g. float32), got {_describe(x)}. "
+            f"Convert it with `.astype('float32')`."
+        )
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in allowed:
+            want = " or ".join(str(a) for a in allowed)
+            raise ValueError(f"`{name}` must have rank {want}, got {_describe(x)}.")
+    if shape is not None:
+        shape = tuple(shape)
+        ok = len(shape) == x.ndim and all(s is None or s == d for s, d in zip(shape, x.shape))
+        if not ok:
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"`{name}` must have shape {want}, got {_describe(x)}.")
+    if finite and is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
+        raise ValueError(f"`{name}` must be finite, but it contains NaN or Inf ({_describe(x)}).")
+    return x
+
+
+def check_images(
+    x,
+    name: str = "x",
+    *,
+    image_shape: Sequence[int | None] | None = None,
+    value_range: tuple[float, float] | None = (0.0, 1.0),
+    batched: bool = True,
+):
+    """Check a batch of images: rank 4 NHWC, floating, values inside ``value_range``.
+
+    ``image_shape`` is ``(H, W, C)`` (entries may be ``None``). The range is checked only on concrete
+    arrays, with a tolerance of 1e-6.
+    """
+    want_rank = 4 if batched else 3
+    x = check_array(x, name, floating=True)
+    if x.ndim != want_rank:
+        layout = "(batch, height, width, channels)" if batched else "(height, width, channels)"
+        hint = ""
+        if batched and x.ndim == 3:
+            hint = " For a single image add a batch axis: `x[None]`."
+        if batched and x.ndim == 2:
+            hint = " Flat vectors must be reshaped to images, e.g. `x.reshape(-1, 28, 28, 1)`."
+        raise ValueError(f"`{name}` must be images of layout {layout} (NHWC), got {_describe(x)}.{hint}")
+    if image_shape is not None:
+        got = tuple(x.shape[-3:])
+        if any(s is not None and s != g for s, g in zip(image_shape, got)):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in image_shape) + ")"
+            raise ValueError(
+                f"`{name}` must have images of shape (H, W, C) = {want}, got {_describe(x)}."
+            )
+    if value_range is not None and is_concrete(x) and x.size:
+        lo, hi = value_range
+        xmin, xmax = float(jnp.min(x)), float(jnp.max(x))
+        if not (np.isfinite(xmin) and np.isfinite(xmax)):
+            raise ValueError(f"`{name}` contains NaN or Inf ({_describe(x)}).")
+        if xmin < lo - 1e-6 or xmax > hi + 1e-6:
+            hint = " Did you forget to divide by 255?" if xmax > 1.5 and hi == 1.0 else ""
+            raise ValueError(
+                f"`{name}` must have values in [{lo}, {hi}], got values in [{xmin:.4g}, {xmax:.4g}].{hint}"
+            )
+    return x
+
+
+def check_key(key, name: str = "key"):
+    """Check that ``key`` is a JAX PRNG key (new-style typed key or legacy uint32[2])."""
+    if not hasattr(key, "dtype"):
+        raise ValueError(
+            f"`{name}` must be a JAX random key such as `jax.random.key(0)`, got {_describe(key)}."
+        )
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    if key.dtype == jnp.uint32 and key.shape[-1:] == (2,):
+        return key
+    raise ValueError(
+        f"`{name}` must be a JAX random key such as `jax.random.key(0)`, got {_describe(key)}."
+    )
+
+
+def check_positive_int(n, name: str, *, allow_none: bool = False):
+    """Check that ``n`` is a positive Python/NumPy integer (or None if allowed)."""
+    if n is None and allow_none:
+        return None
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {n!r}.")
+    return int(n)
+
+
+def check_broadcastable(names_and_arrays: dict[str, object]):
+    """Check that the arrays broadcast together; name them all in the error if they do not."""
+    shapes = {k: tuple(getattr(v, "shape", ())) for k, v in names_and_arrays.items()}
+    try:
+        return np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        desc = ", ".join(f"`{k}` {s}" for k, s in shapes.items())
+        raise ValueError(f"these arguments must have broadcast-compatible shapes, got {desc}.") from None

@@ -1,0 +1,239 @@
+r"""Objectives: the ELBO, the beta-weighted training loss, the IWAE bound, and gradient estimators.
+
+Conventions (all values in **nats**):
+
+* per-example quantities are **sums** over pixels and latent dimensions, shape ``(batch,)``;
+* the mean over the batch is taken only at the very end, in :func:`vae_loss`;
+* the ELBO is reconstruction **minus** KL:
+
+.. math::
+    \mathcal L(x) = \mathbb E_{q_\phi(z\mid x)}[\log p_\theta(x\mid z)]
+                    - \mathrm{KL}\big(q_\phi(z\mid x)\,\|\,p(z)\big) \le \log p_\theta(x),
+
+and the loss minimised in training is :math:`-\big(\text{recon} - \beta\,\text{KL}\big)`.
+
+The functions take any model with the :class:`vae_book.models.base.VAE` interface
+(``encode``, ``decode``, ``log_likelihood``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from vae_book import distributions as D
+from vae_book._checks import check_array, check_key, check_positive_int
+
+__all__ = [
+    "ElboTerms",
+    "elbo",
+    "vae_loss",
+    "autoencoder_loss",
+    "log_importance_weights",
+    "iwae_bound",
+    "pathwise_grad",
+    "score_function_grad",
+    "nats_to_bits_per_dim",
+]
+
+
+class ElboTerms(NamedTuple):
+    """Per-example ELBO terms, each of shape (batch,), in nats per example."""
+
+    recon: jax.Array  #: single-sample estimate of E_q[log p(x|z)]
+    kl: jax.Array  #: KL(q(z|x) || p(z)), analytic (or single-sample if analytic_kl=False)
+    elbo: jax.Array  #: recon - kl
+
+
+def elbo(model, x, key, *, analytic_kl: bool = True) -> ElboTerms:
+    r"""Per-example ELBO :math:`\log p(x\mid z) - \mathrm{KL}(q(z\mid x)\|p(z))` with one reparameterized ``z``.
+
+    Args:
+        model: a VAE (``encode``/``decode``/``log_likelihood``).
+        x: a batch of inputs, (batch, ...).
+        key: PRNG key for the sample :math:`z\sim q(z\mid x)`.
+        analytic_kl: use the closed-form Gaussian KL (lower variance, default); if False, use the
+            single-sample estimate :math:`\log q(z\mid x) - \log p(z)` at the same ``z``, which makes
+            the result equal to :func:`iwae_bound` with ``num_samples=1`` and the same key.
+
+    Returns:
+        :class:`ElboTerms` of per-example arrays (nats).
+    """
+    key = check_key(key)
+    mean, log_std = model.encode(x)
+    z = D.sample_diag_gaussian(key, mean, log_std, num_samples=1)[0]
+    recon = model.log_likelihood(x, model.decode(z))
+    if analytic_kl:
+        kl = jnp.sum(D.kl_to_standard_normal(mean, log_std), axis=-1)
+    else:
+        log_q = jnp.sum(D.gaussian_log_prob(z, mean, log_std), axis=-1)
+        kl = log_q - jnp.sum(D.standard_normal_log_prob(z), axis=-1)
+    return ElboTerms(recon=recon, kl=kl, elbo=recon - kl)
+
+
+def vae_loss(model, x, key, beta: float = 1.0):
+    r"""The beta-weighted training loss :math:`\frac1B\sum_b -\big(\text{recon}_b - \beta\,\text{KL}_b\big)`.
+
+    ``beta = 1`` gives the negative ELBO (Kingma & Welling 2014); ``beta != 1`` the beta-VAE loss
+    (Higgins et al. 2017), which is **not** a bound on log p(x) unless beta = 1.
+
+    Returns:
+        ``(loss, metrics)``: the scalar loss in nats per example, and a dict of batch means:
+        ``loss``, ``recon`` (E log p(x|z)), ``kl``, ``elbo`` (= recon - kl, whatever beta),
+        ``encoder_std`` (mean posterior sigma) and ``decoder_std`` (mean pixel sigma; NaN for Bernoulli).
+    """
+    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or beta < 0:
+        raise ValueError(f"`beta` must be a non-negative number, got {beta!r}.")
+    key = check_key(key)
+    mean, log_std = model.encode(x)
+    z = D.sample_diag_gaussian(key, mean, log_std)
+    decoded = model.decode(z)
+    recon = model.log_likelihood(x, decoded)
+    kl = jnp.sum(D.kl_to_standard_normal(mean, log_std), axis=-1)
+    loss = jnp.mean(beta * kl - recon)
+    std = model.decoder_std(decoded) if hasattr(model, "decoder_std") else None
+    metrics = {
+        "loss": loss,
+        "recon": jnp.mean(recon),
+        "kl": jnp.mean(kl),
+        "elbo": jnp.mean(recon - kl),
+        "encoder_std": jnp.mean(jnp.exp(log_std)),
+        "decoder_std": jnp.nan if std is None else jnp.mean(std),
+    }
+    return loss, metrics
+
+
+def autoencoder_loss(model, x, key=None):
+    """Binary cross-entropy of a deterministic autoencoder, summed over pixels, mean over the batch.
+
+    ``key`` is accepted (and ignored) so every loss has the signature ``loss(model, x, key)``.
+    Returns ``(loss, {"loss": loss, "recon": -loss})`` in nats per image.
+    """
+    logits = model(x)
+    recon = jnp.sum(D.bernoulli_log_prob(x, logits).reshape(x.shape[0], -1), axis=-1)
+    loss = -jnp.mean(recon)
+    return loss, {"loss": loss, "recon": -loss}
+
+
+@nnx.jit(static_argnames=("num_samples",))
+def _log_weights_chunk(model, x, key, mean, log_std, num_samples):
+    z = D.sample_diag_gaussian(key, mean, log_std, num_samples=num_samples)  # (K, B, z_dim)
+    k, b = z.shape[:2]
+    x_rep = jnp.broadcast_to(x, (k, *x.shape)).reshape(k * b, *x.shape[1:])
+    log_px_z = model.log_likelihood(x_rep, model.decode(z.reshape(k * b, -1))).reshape(k, b)
+    log_pz = jnp.sum(D.standard_normal_log_prob(z), axis=-1)
+    log_qz = jnp.sum(D.gaussian_log_prob(z, mean, log_std), axis=-1)
+    return log_px_z + log_pz - log_qz
+
+
+def log_importance_weights(model, x, key, num_samples: int, *, chunk_size: int = 64):
+    r"""Log importance weights :math:`\log w_k = \log p(x\mid z_k) + \log p(z_k) - \log q(z_k\mid x)`.
+
+    :math:`z_k \sim q(z\mid x)`, drawn in chunks of ``chunk_size`` samples to bound memory.
+
+    Returns:
+        Array (num_samples, batch) in nats.
+    """
+    key = check_key(key)
+    num_samples = check_positive_int(num_samples, "num_samples")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    mean, log_std = model.encode(x)
+    starts = range(0, num_samples, chunk_size)
+    # One chunk uses `key` itself, so num_samples=1 draws the same z as elbo(..., key).
+    keys = [key] if len(starts) == 1 else list(jax.random.split(key, len(starts)))
+    out = []
+    for start, k_i in zip(starts, keys):
+        k = min(chunk_size, num_samples - start)
+        out.append(_log_weights_chunk(model, x, k_i, mean, log_std, k))
+    return jnp.concatenate(out, axis=0)
+
+
+def iwae_bound(model, x, key, num_samples: int, *, chunk_size: int = 64):
+    r"""Importance-weighted bound (Burda et al. 2016), per example, in nats.
+
+    .. math::
+        \mathcal L_K(x) = \log \frac1K \sum_{k=1}^K \frac{p(x\mid z_k)\,p(z)}{q(z_k\mid x)}
+        \;\le\; \log p(x), \qquad z_k\sim q(z\mid x),
+
+    computed with a stable log-sum-exp. :math:`\mathbb E[\mathcal L_K]` is non-decreasing in ``K`` and
+    tends to :math:`\log p(x)`; ``K = 1`` is the single-sample ELBO estimate.
+
+    Returns:
+        Array (batch,) of bound estimates (nats per example).
+    """
+    log_w = log_importance_weights(model, x, key, num_samples, chunk_size=chunk_size)
+    return jax.scipy.special.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])
+
+
+def _check_gaussian_params(mean, log_std):
+    mean = check_array(mean, "mean", ndim=1)
+    log_std = check_array(log_std, "log_std", ndim=1)
+    if mean.shape != log_std.shape:
+        raise ValueError(
+            f"`mean` and `log_std` must have the same shape (d,), got {tuple(mean.shape)} and {tuple(log_std.shape)}."
+        )
+    return mean, log_std
+
+
+def pathwise_grad(f, key, mean, log_std, num_samples: int, *, per_sample: bool = False):
+    r"""Pathwise (reparameterization) estimate of :math:`\nabla_{\mu,\log\sigma}\,\mathbb E_{z\sim\mathcal N(\mu,\sigma^2)}[f(z)]`.
+
+    With :math:`z=\mu+\sigma\varepsilon`: :math:`\nabla_\mu f(z) = f'(z)` and
+    :math:`\nabla_{\log\sigma} f(z) = f'(z)\,\sigma\varepsilon`. Needs a differentiable ``f``.
+
+    Args:
+        f: maps one point ``z`` of shape (d,) to a scalar (JAX-differentiable).
+        key: PRNG key. mean, log_std: shape (d,). num_samples: Monte Carlo samples.
+        per_sample: return the ``num_samples`` single-sample estimates instead of their mean.
+
+    Returns:
+        ``(grad_mean, grad_log_std)``, each (d,) — or (num_samples, d) with ``per_sample=True``.
+    """
+    mean, log_std = _check_gaussian_params(mean, log_std)
+    num_samples = check_positive_int(num_samples, "num_samples")
+    eps = jax.random.normal(check_key(key), (num_samples, mean.shape[0]), dtype=mean.dtype)
+
+    def one(e):
+        return jax.grad(lambda m, s: f(m + jnp.exp(s) * e), argnums=(0, 1))(mean, log_std)
+
+    g_mean, g_log_std = jax.vmap(one)(eps)
+    if per_sample:
+        return g_mean, g_log_std
+    return g_mean.mean(0), g_log_std.mean(0)
+
+
+def score_function_grad(f, key, mean, log_std, num_samples: int, *, baseline: float = 0.0,
+                        per_sample: bool = False):
+    r"""Score-function (REINFORCE) estimate of :math:`\nabla_{\mu,\log\sigma}\,\mathbb E_{z\sim\mathcal N(\mu,\sigma^2)}[f(z)]`.
+
+    .. math::
+        \nabla \mathbb E_q[f(z)] = \mathbb E_q\big[(f(z) - b)\,\nabla\log q(z)\big],\quad
+        \nabla_\mu \log q = \frac{z-\mu}{\sigma^2},\quad
+        \nabla_{\log\sigma}\log q = \frac{(z-\mu)^2}{\sigma^2} - 1 .
+
+    ``f`` need not be differentiable. A constant ``baseline`` b leaves the estimator unbiased
+    (since :math:`\mathbb E_q[\nabla\log q]=0`) and can reduce its variance.
+
+    Returns:
+        ``(grad_mean, grad_log_std)``, each (d,) — or (num_samples, d) with ``per_sample=True``.
+    """
+    mean, log_std = _check_gaussian_params(mean, log_std)
+    num_samples = check_positive_int(num_samples, "num_samples")
+    eps = jax.random.normal(check_key(key), (num_samples, mean.shape[0]), dtype=mean.dtype)
+    z = mean + jnp.exp(log_std) * eps
+    fz = jax.vmap(f)(z)[:, None] - baseline  # (K, 1)
+    g_mean = fz * eps * jnp.exp(-log_std)  # (z - mu) / sigma^2 = eps / sigma
+    g_log_std = fz * (jnp.square(eps) - 1.0)
+    if per_sample:
+        return g_mean, g_log_std
+    return g_mean.mean(0), g_log_std.mean(0)
+
+
+def nats_to_bits_per_dim(nats_per_example, num_dims: int):
+    r"""Convert a negative log-likelihood in nats per example to bits per dimension: :math:`\frac{\text{nats}}{D\,\ln 2}`."""
+    num_dims = check_positive_int(num_dims, "num_dims")
+    return jnp.asarray(nats_per_example) / (num_dims * math.log(2.0))
