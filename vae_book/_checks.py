@@ -74,7 +74,7 @@ def check_array(
         if not ok:
             want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"`{name}` must have shape {want}, got {_describe(x)}.")
-    if finite and is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
+    if finite and is_concrete(x) and not bool(np.all(np.isfinite(np.asarray(x)))):
         raise ValueError(f"`{name}` must be finite, but it contains NaN or Inf ({_describe(x)}).")
     return x
 
@@ -111,7 +111,8 @@ def check_images(
             )
     if value_range is not None and is_concrete(x) and x.size:
         lo, hi = value_range
-        xmin, xmax = float(jnp.min(x)), float(jnp.max(x))
+        values = np.asarray(x)  # NumPy: works inside a trace on arrays captured as constants
+        xmin, xmax = float(values.min()), float(values.max())
         if not (np.isfinite(xmin) and np.isfinite(xmax)):
             raise ValueError(f"`{name}` contains NaN or Inf ({_describe(x)}).")
         if xmin < lo - 1e-6 or xmax > hi + 1e-6:

@@ -84,7 +84,7 @@ def vae_loss(model, x, key, beta: float = 1.0):
     Returns:
         ``(loss, metrics)``: the scalar loss in nats per example, and a dict of batch means:
         ``loss``, ``recon`` (E log p(x|z)), ``kl``, ``elbo`` (= recon - kl, whatever beta),
-        ``encoder_std`` (mean posterior sigma) and ``decoder_std`` (mean pixel sigma; NaN for Bernoulli).
+        ``encoder_std`` (mean posterior sigma) and, for Gaussian likelihoods, ``decoder_std`` (mean pixel sigma).
     """
     if not isinstance(beta, (int, float)) or isinstance(beta, bool) or beta < 0:
         raise ValueError(f"`beta` must be a non-negative number, got {beta!r}.")
@@ -102,8 +102,9 @@ def vae_loss(model, x, key, beta: float = 1.0):
         "kl": jnp.mean(kl),
         "elbo": jnp.mean(recon - kl),
         "encoder_std": jnp.mean(jnp.exp(log_std)),
-        "decoder_std": jnp.nan if std is None else jnp.mean(std),
     }
+    if std is not None:
+        metrics["decoder_std"] = jnp.mean(std)
     return loss, metrics
 
 

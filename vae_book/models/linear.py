@@ -104,6 +104,87 @@ class LinearGaussianModel(nnx.Module):
         self.c[...] = -A @ self.b[...]
         self.s[...] = 0.5 * jnp.log(jnp.diag(cov))
 
+    # ---- closed forms used by the ELBO chapter -------------------------------------------------
+
+    def _q_params(self, x, mean, log_std):
+        """(x, mean, log_std) broadcast to a common batch; q defaults to the encoder's output."""
+        x = self._check_x(x)
+        if (mean is None) != (log_std is None):
+            raise ValueError("pass both `mean` and `log_std` of q (or neither, to use the encoder).")
+        if mean is None:
+            mean, log_std = self.encode(x)
+        mean = check_array(mean, "mean", ndim=(1, 2))
+        log_std = check_array(log_std, "log_std", ndim=(1, 2))
+        for name, a in (("mean", mean), ("log_std", log_std)):
+            if a.shape[-1] != self.z_dim:
+                raise ValueError(f"`{name}` must have shape (batch, {self.z_dim}) or ({self.z_dim},), "
+                                 f"got shape {tuple(a.shape)}.")
+        batch = np.broadcast_shapes(x.shape[:-1], mean.shape[:-1], log_std.shape[:-1])
+        return (jnp.broadcast_to(x, (*batch, self.data_dim)),
+                jnp.broadcast_to(mean, (*batch, self.z_dim)),
+                jnp.broadcast_to(log_std, (*batch, self.z_dim)))
+
+    def posterior_precision(self):
+        r"""Precision of the exact posterior, :math:`\Lambda = I_k + W^\top W/\sigma^2`: (k, k)."""
+        W = self.W[...]
+        return jnp.eye(self.z_dim) + W.T @ W / jnp.exp(2 * self.log_sigma[...])
+
+    def expected_log_likelihood(self, x, mean=None, log_std=None):
+        r"""Closed-form :math:`\mathbb E_{q}[\log p(x\mid z)]` for :math:`q=\mathcal N(m,\operatorname{diag}e^{2s})`: (batch,) nats.
+
+        .. math::
+            -\tfrac D2\log 2\pi - D\log\sigma
+            - \frac{\lVert x - Wm - b\rVert^2 + \sum_j \lVert w_j\rVert^2 e^{2 s_j}}{2\sigma^2}
+
+        ``mean``/``log_std`` default to the encoder's output for ``x``; they may be (batch, k) or (k,)
+        and broadcast against ``x`` (batch, D), e.g. one ``x`` against many ``q``.
+        """
+        x, mean, log_std = self._q_params(x, mean, log_std)
+        W, log_sigma = self.W[...], self.log_sigma[...]
+        resid = x - mean @ W.T - self.b[...]
+        spread = jnp.exp(2 * log_std) @ jnp.sum(jnp.square(W), axis=0)
+        sq = jnp.sum(jnp.square(resid), axis=-1) + spread
+        return -0.5 * self.data_dim * D.LOG_2PI - self.data_dim * log_sigma - 0.5 * sq * jnp.exp(-2 * log_sigma)
+
+    def analytic_elbo(self, x, mean=None, log_std=None):
+        r"""Closed-form ELBO, no sampling: ``(recon, kl, elbo)``, each (batch,) nats.
+
+        ``recon`` is :meth:`expected_log_likelihood`, ``kl`` is :math:`\mathrm{KL}(q\,\|\,\mathcal N(0,I))`
+        and ``elbo = recon - kl``. q defaults to the encoder's output (see :meth:`expected_log_likelihood`).
+        """
+        x, mean, log_std = self._q_params(x, mean, log_std)
+        recon = self.expected_log_likelihood(x, mean, log_std)
+        kl = jnp.sum(D.kl_to_standard_normal(mean, log_std), axis=-1)
+        return recon, kl, recon - kl
+
+    def kl_to_posterior(self, x, mean=None, log_std=None):
+        r""":math:`\mathrm{KL}\big(q(z\mid x)\,\|\,p(z\mid x)\big)` from a diagonal q to the exact (full-covariance) posterior: (batch,) nats.
+
+        With posterior mean :math:`\mu_x`, precision :math:`\Lambda` and :math:`q=\mathcal N(m, S)`,
+        :math:`S=\operatorname{diag}e^{2s}`:
+
+        .. math::
+            \tfrac12\Big[\operatorname{tr}(\Lambda S) + (m-\mu_x)^\top\Lambda(m-\mu_x) - k
+            - \log\det\Lambda - \textstyle\sum_j 2 s_j\Big].
+
+        It equals :math:`\log p(x) - \mathcal L(x)` (the ELBO gap). q defaults to the encoder's output.
+        """
+        x, mean, log_std = self._q_params(x, mean, log_std)
+        prec = self.posterior_precision()
+        post_mean, _ = self.posterior(x)
+        diff = mean - post_mean
+        trace = jnp.exp(2 * log_std) @ jnp.diag(prec)
+        maha = jnp.sum((diff @ prec) * diff, axis=-1)
+        _, logdet = jnp.linalg.slogdet(prec)
+        return 0.5 * (trace + maha - self.z_dim - logdet - 2 * jnp.sum(log_std, axis=-1))
+
+    def mutual_information(self):
+        r"""Mutual information :math:`I(x;z) = \tfrac12\log\det(I_k + W^\top W/\sigma^2)` under the model, in nats.
+
+        Equal to the average :math:`\mathrm{KL}(p(z\mid x)\,\|\,p(z))` over :math:`x\sim p(x)`.
+        """
+        return 0.5 * jnp.linalg.slogdet(self.posterior_precision())[1]
+
     def sample_data(self, key, n: int):
         """Draw n points x ~ p(x): (n, D)."""
         n = check_positive_int(n, "n")

@@ -1,0 +1,166 @@
+"""Training, the NaN guard, checkpoints and the trained-model cache, profiles and the CLI."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from vae_book import checkpoints as C
+from vae_book import profiles
+from vae_book.models.mlp import MLPConfig, MLPVAE
+from vae_book.train import TrainingDiverged, evaluate, fit
+
+CFG = MLPConfig(image_shape=(6, 6, 1), hidden=32, z_dim=3, likelihood="bernoulli")
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    # Two prototypes with noise: learnable in a few hundred steps.
+    protos = (rng.uniform(size=(2, 6, 6, 1)) > 0.5).astype(np.float32)
+    x = protos[rng.integers(0, 2, 512)]
+    flip = rng.uniform(size=x.shape) < 0.05
+    return np.where(flip, 1 - x, x).astype(np.float32)
+
+
+def test_fit_lowers_the_held_out_loss_and_logs_everything(images):
+    model = MLPVAE(CFG, rngs=nnx.Rngs(0))
+    before = evaluate(model, images[:128], jax.random.key(0))
+    h = fit(model, images[128:], steps=300, batch_size=32, learning_rate=3e-3, eval_images=images[:128],
+            eval_every=100, progress=False)
+    after = h.last("eval")
+    assert after["loss"] < before["loss"] - 5.0, (before["loss"], after["loss"])
+    assert h.eval["step"] == [100, 200, 300]
+    assert set(h.train) == {"step", "loss", "recon", "kl", "elbo", "encoder_std"}  # no decoder sigma: Bernoulli
+    assert len(h.train["step"]) == 100  # log_every defaults to steps // 100
+    np.testing.assert_allclose(np.array(h.eval["elbo"]), -np.array(h.eval["loss"]), rtol=1e-5)
+    assert h.steps == 300 and h.seconds > 0
+
+
+def test_fit_is_deterministic_given_the_seed(images):
+    losses = []
+    for _ in range(2):
+        model = MLPVAE(CFG, rngs=nnx.Rngs(1))
+        losses.append(fit(model, images, steps=20, batch_size=16, seed=5, progress=False).train["loss"])
+    assert losses[0] == losses[1]
+
+
+def test_nan_guard_stops_names_the_step_and_keeps_finite_parameters(images):
+    model = MLPVAE(CFG, rngs=nnx.Rngs(0))
+    init = jnp.array(model.dec_out.bias[...])
+    drift = lambda m: jnp.max(jnp.abs(m.dec_out.bias[...] - init))  # noqa: E731
+
+    def poisoned_loss(m, x, key):
+        from vae_book.objectives import vae_loss
+
+        loss, metrics = vae_loss(m, x, key)
+        # NaN once the decoder bias has moved 0.05 from its start: after a few Adam steps of ~0.01.
+        return loss + jnp.where(drift(m) > 0.05, jnp.nan, 0.0), metrics
+
+    with pytest.raises(TrainingDiverged, match=r"NaN/Inf at step ([2-9]|1\d) of 400"):
+        fit(model, images, steps=400, batch_size=32, learning_rate=1e-2, loss_fn=poisoned_loss, log_every=50,
+            progress=False)
+    params = jax.tree.leaves(nnx.state(model, nnx.Param))
+    assert all(bool(jnp.all(jnp.isfinite(p))) for p in params)
+    # The failing step's update was not applied: the model holds the parameters after the last good
+    # update (the ones at which the loss first became NaN), one Adam step (~lr) past the threshold.
+    assert 0.05 < float(drift(model)) < 0.05 + 1.5e-2
+
+
+def test_fit_refuses_bad_arguments(images):
+    model = MLPVAE(CFG, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="`batch_size`"):
+        fit(model, images[:10], steps=1, batch_size=11, progress=False)
+    with pytest.raises(ValueError, match="`steps`"):
+        fit(model, images, steps=0, progress=False)
+    with pytest.raises(ValueError, match="`train_images` must have values in"):
+        fit(model, images * 255, steps=1, progress=False)
+    with pytest.raises(ValueError, match="`eval_images`"):
+        fit(model, images, steps=1, eval_images=np.zeros((4, 5, 5, 1), np.float32), progress=False)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    a = MLPVAE(CFG, rngs=nnx.Rngs(0))
+    b = MLPVAE(CFG, rngs=nnx.Rngs(1))
+    C.save_model(a, tmp_path / "ckpt", {"note": "hi"})
+    meta = C.load_model(b, tmp_path / "ckpt")
+    assert meta["note"] == "hi"
+    for pa, pb in zip(jax.tree.leaves(nnx.state(a, nnx.Param)), jax.tree.leaves(nnx.state(b, nnx.Param))):
+        np.testing.assert_array_equal(pa, pb)
+    assert not list(tmp_path.glob("*.tmp")), "temporary files left behind"
+    blob = (tmp_path / "ckpt.msgpack").read_bytes()
+    assert b"pickle" not in blob and blob[:1] != b"\x80"  # msgpack, not a pickle stream
+
+
+def test_corrupt_and_mismatched_checkpoints_are_refused(tmp_path):
+    a = MLPVAE(CFG, rngs=nnx.Rngs(0))
+    C.save_model(a, tmp_path / "ckpt")
+    other = MLPVAE(MLPConfig(image_shape=(6, 6, 1), hidden=16, z_dim=3), rngs=nnx.Rngs(0))
+    with pytest.raises(C.CheckpointError, match="written for the model config"):
+        C.load_model(other, tmp_path / "ckpt")
+    p = tmp_path / "ckpt.msgpack"
+    p.write_bytes(p.read_bytes()[:-10])
+    with pytest.raises(C.CheckpointError, match="corrupt or truncated"):
+        C.load_model(a, tmp_path / "ckpt")
+    with pytest.raises(C.CheckpointError, match="no checkpoint"):
+        C.load_model(a, tmp_path / "missing")
+
+
+def test_fit_cached_trains_once_then_loads_and_retrains_a_corrupt_entry(tmp_path, images):
+    kwargs = dict(steps=30, batch_size=16, progress=False)
+    a = MLPVAE(CFG, rngs=nnx.Rngs(0))
+    h1, info1 = C.fit_cached(a, images, cache=tmp_path, **kwargs)
+    b = MLPVAE(CFG, rngs=nnx.Rngs(0))
+    h2, info2 = C.fit_cached(b, images, cache=tmp_path, **kwargs)
+    assert not info1["cached"] and info2["cached"] and info1["key"] == info2["key"]
+    assert h1.train == h2.train
+    np.testing.assert_array_equal(a.enc_out.kernel[...], b.enc_out.kernel[...])
+    # Anything that changes the result changes the key: settings, data, initial parameters.
+    keys = {info1["key"]}
+    for model, x, kw in [
+        (MLPVAE(CFG, rngs=nnx.Rngs(0)), images, dict(kwargs, steps=31)),
+        (MLPVAE(CFG, rngs=nnx.Rngs(0)), images, dict(kwargs, beta=2.0)),
+        (MLPVAE(CFG, rngs=nnx.Rngs(0)), images[::-1].copy(), kwargs),
+        (MLPVAE(CFG, rngs=nnx.Rngs(7)), images, kwargs),
+    ]:
+        keys.add(C.fit_cached(model, x, cache=tmp_path, **kw)[1]["key"])
+    assert len(keys) == 5
+    # A corrupt entry is reported and retrained, never used.
+    params = next(tmp_path.glob(f"*{info1['key']}.msgpack"))
+    params.write_bytes(b"garbage")
+    c = MLPVAE(CFG, rngs=nnx.Rngs(0))
+    with pytest.warns(UserWarning, match="Retraining"):
+        _, info3 = C.fit_cached(c, images, cache=tmp_path, **kwargs)
+    assert not info3["cached"]
+    np.testing.assert_allclose(c.enc_out.kernel[...], a.enc_out.kernel[...], rtol=1e-5, atol=1e-6)
+
+
+def test_profiles_choice_and_override(monkeypatch):
+    monkeypatch.setenv("VAE_BOOK_PROFILE", "cpu")
+    assert profiles.get_profile().name == "cpu"
+    monkeypatch.delenv("VAE_BOOK_PROFILE")
+    assert profiles.get_profile().name == ("cpu" if jax.default_backend() == "cpu" else "gpu")
+    monkeypatch.setenv("VAE_BOOK_PROFILE", "huge")
+    with pytest.raises(ValueError, match="VAE_BOOK_PROFILE='huge' is not a known profile"):
+        profiles.get_profile()
+    with pytest.raises(ValueError, match="`name` must be one of"):
+        profiles.get_profile("nope")
+    gpu = profiles.get_profile("gpu").transformer
+    assert gpu == dict(image_side=64, patch=8, hidden=256, depth=4, heads=4, z_dim=64, batch=64)
+
+
+def test_cli_trains_and_reports(tmp_path, capsys, monkeypatch):
+    from vae_book.__main__ import main
+
+    monkeypatch.setenv("VAE_BOOK_CACHE", str(tmp_path))
+    assert main(["train", "--model", "mlp", "--dataset", "mnist5k", "--profile", "smoke", "--steps", "5",
+                 "--out", str(tmp_path / "run")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["params"] > 0 and np.isfinite(report["eval"]["elbo"])
+    assert list((tmp_path / "run").glob("MLPVAE-*.msgpack"))
+    assert main(["train", "--dataset", "nope", "--profile", "smoke"]) == 2
+    assert "must be one of" in capsys.readouterr().err

@@ -1,0 +1,422 @@
+r"""The book's main model: a Vision-Transformer VAE.
+
+**Encoder** :math:`q_\phi(z\mid x)`. Cut the image into ``patch x patch`` squares and embed each with
+one linear map (a convolution with kernel = stride = ``patch``): ``N = (H / patch)(W / patch)``
+tokens of width ``hidden``. Add the *fixed* 2-D sine-cosine position embedding
+(:func:`sincos_2d_position_embedding`) so the tokens know where they came from, and put one learned
+**embedding token** in front. The embedding token gets **no** position embedding: it is not at any
+place in the image, it is the slot the encoder writes its summary into. ``depth`` pre-LayerNorm
+Transformer blocks let every token attend to every other; a final LayerNorm and one ``Dense(hidden ->
+2 z_dim)`` read the embedding token only and give ``(mean, log_std)``.
+
+**Decoder** :math:`p_\theta(x\mid z)`. ``Dense(z_dim -> hidden)`` turns the code into one token
+that is copied to every patch position; adding the same position embedding makes the copies
+different. Another stack of ``depth`` blocks (its own weights), a final LayerNorm and a per-token
+``Dense(hidden -> patch * patch * C_out)`` give each patch's pixels, which :func:`unpatchify` puts
+back in place. ``C_out = 2C`` for a Gaussian with learned sigma (mean, then raw log sigma, bounded
+below by :func:`~vae_book.models.base.bounded_log_std`), ``C`` otherwise (Bernoulli logits, or the
+Gaussian mean with a fixed ``decoder_log_std``).
+
+A block is ``x = x + MHSA(LN(x)); x = x + MLP(LN(x))`` with ``MLP = Dense(mlp_ratio * hidden) ->
+GELU -> Dense(hidden)`` and non-causal attention. For speed the attention goes through
+:func:`jax.nn.dot_product_attention` with one fused QKV projection, and the ``depth`` blocks of a
+stack are **one** module whose parameters carry a leading ``depth`` axis, applied with
+:func:`jax.lax.scan`: the block is traced and compiled once, however deep the stack.
+
+``dtype="bfloat16"`` computes the matrix products in bfloat16; parameters, the residual stream,
+LayerNorm statistics and the returned likelihood parameters stay float32.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from vae_book._checks import check_array, check_positive_int
+from vae_book.models.base import VAE, bounded_log_std, check_likelihood
+
+__all__ = [
+    "TransformerConfig",
+    "TransformerVAE",
+    "TransformerBlock",
+    "BlockStack",
+    "sincos_2d_position_embedding",
+    "patchify",
+    "unpatchify",
+    "parameter_counts",
+]
+
+_DTYPES = ("float32", "bfloat16")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def sincos_2d_position_embedding(grid_h: int, grid_w: int, dim: int) -> np.ndarray:
+    r"""Fixed 2-D sine-cosine position embedding (as in ViT / MAE), shape ``(grid_h * grid_w, dim)``.
+
+    Token ``k`` sits at row ``i = k // grid_w`` and column ``j = k % grid_w`` (row-major, the order
+    of :func:`patchify`). The first half of its vector encodes the row, the second half the column;
+    each half is ``[sin(pos * omega), cos(pos * omega)]`` with ``dim / 4`` frequencies
+
+    .. math::
+        \omega_m = 10000^{-m / (dim/4)},\quad m = 0, \dots, dim/4 - 1,
+
+    so every entry lies in [-1, 1] and nothing is learned. ``dim`` must be divisible by 4.
+
+    Returns:
+        float32 NumPy array ``(grid_h * grid_w, dim)``.
+    """
+    grid_h = check_positive_int(grid_h, "grid_h")
+    grid_w = check_positive_int(grid_w, "grid_w")
+    dim = check_positive_int(dim, "dim")
+    if dim % 4:
+        raise ValueError(
+            f"`dim` must be divisible by 4 (half for rows, half for columns, each half sin and cos), got {dim}."
+        )
+    return _sincos_cached(grid_h, grid_w, dim)
+
+
+@functools.lru_cache(maxsize=32)
+def _sincos_cached(grid_h: int, grid_w: int, dim: int) -> np.ndarray:
+    quarter = dim // 4
+    omega = 1.0 / 10000.0 ** (np.arange(quarter, dtype=np.float64) / quarter)  # (dim/4,)
+
+    def encode(pos):  # (n,) -> (n, dim/2)
+        angles = pos[:, None].astype(np.float64) * omega[None, :]
+        return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+    rows, cols = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")  # (gh, gw)
+    emb = np.concatenate([encode(rows.reshape(-1)), encode(cols.reshape(-1))], axis=1)
+    emb = emb.astype(np.float32)
+    emb.setflags(write=False)  # cached: nobody may modify it in place
+    return emb
+
+
+def _check_patch(shape, patch, name: str):
+    patch = check_positive_int(patch, "patch")
+    h, w = shape
+    if h % patch or w % patch:
+        raise ValueError(
+            f"`patch` must divide the image height and width, got patch={patch} for {name} of "
+            f"height {h} and width {w}."
+        )
+    return patch
+
+
+def patchify(images, patch: int):
+    """Cut images into non-overlapping square patches, row-major.
+
+    Args:
+        images: ``(B, H, W, C)``; ``patch`` must divide ``H`` and ``W``.
+        patch: the side ``p`` of a patch.
+
+    Returns:
+        ``(B, N, p * p * C)`` with ``N = (H / p)(W / p)``. Token ``k`` is the crop
+        ``images[:, i*p:(i+1)*p, j*p:(j+1)*p, :]`` with ``i = k // (W / p)``, ``j = k % (W / p)``,
+        flattened in (row, column, channel) order. :func:`unpatchify` is its exact inverse.
+    """
+    images = check_array(images, "images", ndim=4, floating=False)
+    b, h, w, c = images.shape
+    p = _check_patch((h, w), patch, "`images`")
+    x = images.reshape(b, h // p, p, w // p, p, c)
+    x = x.transpose(0, 1, 3, 2, 4, 5)  # (B, H/p, W/p, p, p, C)
+    return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+
+def unpatchify(tokens, patch: int, height: int, width: int, channels: int):
+    """Put patches back into images: the exact inverse of :func:`patchify`.
+
+    Args:
+        tokens: ``(B, N, p * p * C)`` with ``N = (H / p)(W / p)``, row-major patch order.
+        patch, height, width, channels: ``p``, ``H``, ``W``, ``C``.
+
+    Returns:
+        ``(B, H, W, C)``.
+    """
+    height = check_positive_int(height, "height")
+    width = check_positive_int(width, "width")
+    channels = check_positive_int(channels, "channels")
+    p = _check_patch((height, width), patch, "an image")
+    gh, gw = height // p, width // p
+    tokens = check_array(tokens, "tokens", shape=(None, gh * gw, p * p * channels), floating=False)
+    b = tokens.shape[0]
+    x = tokens.reshape(b, gh, gw, p, p, channels)
+    x = x.transpose(0, 1, 3, 2, 4, 5)  # (B, H/p, p, W/p, p, C)
+    return x.reshape(b, height, width, channels)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Sizes of the Transformer VAE. The defaults are the full model of the source chapter.
+
+    Attributes:
+        image_shape: ``(H, W, C)``; ``patch`` must divide ``H`` and ``W``.
+        patch: side of the square patches; ``N = (H / patch)(W / patch)`` tokens.
+        hidden: token width; divisible by ``heads`` and by 4 (the 2-D sine-cosine embedding).
+        depth: blocks in the encoder stack, and again in the decoder stack.
+        heads: attention heads; head width is ``hidden / heads``.
+        mlp_ratio: the block MLP is ``hidden -> mlp_ratio * hidden -> hidden``.
+        z_dim: latent dimension.
+        likelihood: ``"gaussian"`` or ``"bernoulli"``.
+        decoder_log_std: ``None`` learns a per-pixel log sigma; a float fixes it (Gaussian only,
+            ignored for Bernoulli).
+        min_log_std: lower bound of a learned decoder log sigma.
+        dtype: compute dtype of the matrix products, ``"float32"`` or ``"bfloat16"``. Parameters and
+            the returned likelihood parameters are always float32.
+    """
+
+    image_shape: tuple[int, int, int] = (64, 64, 3)
+    patch: int = 8
+    hidden: int = 256
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: int = 4
+    z_dim: int = 64
+    likelihood: str = "gaussian"
+    decoder_log_std: float | None = None
+    min_log_std: float = -5.0
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        try:
+            shape = tuple(int(s) for s in self.image_shape)
+        except (TypeError, ValueError):
+            raise ValueError(f"`image_shape` must be (H, W, C), got {self.image_shape!r}.") from None
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"`image_shape` must be (H, W, C) of positive ints, got {self.image_shape!r}.")
+        object.__setattr__(self, "image_shape", shape)
+        for name in ("patch", "hidden", "depth", "heads", "mlp_ratio", "z_dim"):
+            check_positive_int(getattr(self, name), name)
+        h, w, _ = shape
+        if h % self.patch or w % self.patch:
+            raise ValueError(
+                f"`patch` must divide the image height and width, got patch={self.patch} for "
+                f"image_shape={shape}."
+            )
+        if self.hidden % self.heads:
+            raise ValueError(
+                f"`hidden` must be divisible by `heads` (each head gets hidden / heads features), "
+                f"got hidden={self.hidden}, heads={self.heads}."
+            )
+        if self.hidden % 4:
+            raise ValueError(
+                f"`hidden` must be divisible by 4 (the 2-D sine-cosine position embedding uses "
+                f"hidden / 4 frequencies for each of sin/cos of rows/columns), got hidden={self.hidden}."
+            )
+        check_likelihood(self.likelihood)
+        for name, allow_none in (("decoder_log_std", True), ("min_log_std", False)):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"`{name}` must be a finite float{' or None' if allow_none else ''}, got {v!r}.")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"`dtype` must be one of {_DTYPES} (the compute dtype), got {self.dtype!r}.")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patch grid ``(H / patch, W / patch)``."""
+        return (self.image_shape[0] // self.patch, self.image_shape[1] // self.patch)
+
+    @property
+    def num_patches(self) -> int:
+        """``N = (H / patch)(W / patch)``."""
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def out_channels(self) -> int:
+        """Decoder outputs per pixel: ``2C`` (Gaussian, learned sigma) or ``C``."""
+        c = self.image_shape[2]
+        return 2 * c if self.likelihood == "gaussian" and self.decoder_log_std is None else c
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+class TransformerBlock(nnx.Module):
+    """One pre-LayerNorm block: ``x = x + MHSA(LN(x)); x = x + MLP(LN(x))``, shape ``(B, T, hidden)`` -> same.
+
+    Attention is non-causal (every token sees every token), computed by
+    :func:`jax.nn.dot_product_attention` from one fused ``Dense(hidden -> 3 hidden)`` QKV projection.
+    Matrix products run in ``dtype``; the residual stream and LayerNorm statistics stay float32.
+    """
+
+    def __init__(self, hidden: int, heads: int, mlp_ratio: int, dtype=jnp.float32, *, rngs: nnx.Rngs):
+        self.heads = heads
+        self.norm1 = nnx.LayerNorm(hidden, dtype=dtype, rngs=rngs)
+        self.qkv = nnx.Linear(hidden, 3 * hidden, dtype=dtype, rngs=rngs)
+        self.proj = nnx.Linear(hidden, hidden, dtype=dtype, rngs=rngs)
+        self.norm2 = nnx.LayerNorm(hidden, dtype=dtype, rngs=rngs)
+        self.fc1 = nnx.Linear(hidden, mlp_ratio * hidden, dtype=dtype, rngs=rngs)
+        self.fc2 = nnx.Linear(mlp_ratio * hidden, hidden, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        b, t, d = x.shape
+        qkv = self.qkv(self.norm1(x)).reshape(b, t, 3, self.heads, d // self.heads)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each (B, T, heads, head_dim)
+        attn = jax.nn.dot_product_attention(q, k, v).reshape(b, t, d)
+        x = x + self.proj(attn).astype(x.dtype)
+        h = self.fc2(jax.nn.gelu(self.fc1(self.norm2(x))))
+        return x + h.astype(x.dtype)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _scan_blocks(graphdef, state, x):
+    """Apply stacked blocks ``nnx.merge(graphdef, state[i])`` for i = 0, 1, ... with one ``lax.scan``.
+
+    A plain :func:`jax.lax.scan` over the split state rather than :func:`flax.nnx.scan`: it also works
+    when the model is closed over by ``jax.jit`` / ``jax.make_jaxpr`` (e.g. ``jax.jit(model.encode)``),
+    and the blocks hold parameters only, so there is no state to write back. The ``jax.jit`` (a no-op
+    inside an outer jit) caches the compiled scan, so eager calls in a notebook do not re-trace it.
+    """
+
+    def step(h, layer_state):
+        return nnx.merge(graphdef, layer_state)(h), None
+
+    return jax.lax.scan(step, x, state)[0]
+
+
+class BlockStack(nnx.Module):
+    """``depth`` :class:`TransformerBlock` s as one module with stacked parameters, applied by a scan.
+
+    Every parameter has a leading axis of size ``depth`` (created with :func:`flax.nnx.vmap` over the
+    block constructor, one RNG split per layer). ``__call__`` runs :func:`jax.lax.scan` over that
+    axis, so the block is traced and compiled once whatever ``depth`` is.
+    Shapes: ``(B, T, hidden)`` -> ``(B, T, hidden)``.
+    """
+
+    def __init__(self, depth: int, hidden: int, heads: int, mlp_ratio: int, dtype=jnp.float32, *, rngs: nnx.Rngs):
+        self.depth = depth
+
+        @nnx.split_rngs(splits=depth)
+        @nnx.vmap(in_axes=(0,), out_axes=0)
+        def create(rngs):
+            return TransformerBlock(hidden, heads, mlp_ratio, dtype, rngs=rngs)
+
+        self.layers = create(rngs)
+
+    def __call__(self, x):
+        graphdef, state = nnx.split(self.layers)
+        return _scan_blocks(graphdef, state, x)
+
+    def layer(self, i: int) -> TransformerBlock:
+        """A standalone copy of block ``i`` (its parameter slices), e.g. to inspect one layer."""
+        if not (isinstance(i, (int, np.integer)) and -self.depth <= i < self.depth):
+            raise ValueError(f"`i` must be an int in [-{self.depth}, {self.depth}), got {i!r}.")
+        graphdef, state = nnx.split(self.layers)
+        return nnx.merge(graphdef, jax.tree.map(lambda a: a[i], state))
+
+
+# --------------------------------------------------------------------------- model
+
+
+class TransformerVAE(VAE):
+    r"""Vision-Transformer encoder :math:`q_\phi(z\mid x)` and decoder :math:`p_\theta(x\mid z)`.
+
+    * ``encode(x)``: images ``(B, H, W, C)`` in [0, 1] -> ``(mean, log_std)``, each ``(B, z_dim)``.
+    * ``decode(z)``: codes ``(B, z_dim)`` -> logits ``(B, H, W, C)`` (Bernoulli) or
+      ``(mean, log_std)``, each ``(B, H, W, C)`` float32 (Gaussian; the mean is unconstrained).
+
+    Submodules (see the module docstring): ``patch_embedding``, ``embedding_token`` (a
+    ``(1, 1, hidden)`` parameter), ``encoder_blocks``, ``encoder_norm``, ``encoder_head``,
+    ``decoder_input``, ``decoder_blocks``, ``decoder_norm``, ``decoder_head``. The position embedding
+    is a constant (recomputed from the config, never trained, not in the state).
+    """
+
+    def __init__(self, config: TransformerConfig = TransformerConfig(), *, rngs: nnx.Rngs):
+        self.config = c = config
+        dt = jnp.dtype(c.dtype)
+        _, _, img_c = c.image_shape
+        p = c.patch
+        # encoder
+        self.patch_embedding = nnx.Conv(
+            img_c, c.hidden, (p, p), strides=(p, p), padding="VALID", dtype=dt, rngs=rngs
+        )
+        self.embedding_token = nnx.Param(
+            0.02 * jax.random.normal(rngs.params(), (1, 1, c.hidden), jnp.float32)
+        )
+        self.encoder_blocks = BlockStack(c.depth, c.hidden, c.heads, c.mlp_ratio, dt, rngs=rngs)
+        self.encoder_norm = nnx.LayerNorm(c.hidden, rngs=rngs)
+        self.encoder_head = nnx.Linear(c.hidden, 2 * c.z_dim, rngs=rngs)
+        # decoder
+        self.decoder_input = nnx.Linear(c.z_dim, c.hidden, rngs=rngs)
+        self.decoder_blocks = BlockStack(c.depth, c.hidden, c.heads, c.mlp_ratio, dt, rngs=rngs)
+        self.decoder_norm = nnx.LayerNorm(c.hidden, dtype=dt, rngs=rngs)
+        self.decoder_head = nnx.Linear(c.hidden, p * p * c.out_channels, dtype=dt, rngs=rngs)
+
+    @property
+    def position_embedding(self) -> jax.Array:
+        """The fixed sine-cosine position embedding of the patch tokens, ``(N, hidden)`` float32."""
+        c = self.config
+        return jnp.asarray(sincos_2d_position_embedding(*c.grid, c.hidden))
+
+    def encode(self, x):
+        r"""Parameters of :math:`q_\phi(z\mid x)`: images ``(B, H, W, C)`` in [0, 1] -> ``(mean, log_std)``, each ``(B, z_dim)`` float32."""
+        x = self.check_input(x)
+        c = self.config
+        b = x.shape[0]
+        tokens = self.patch_embedding(x).reshape(b, c.num_patches, c.hidden)  # (B, N, hidden)
+        tokens = tokens.astype(jnp.float32) + self.position_embedding[None]
+        first = jnp.broadcast_to(self.embedding_token[...], (b, 1, c.hidden))
+        h = self.encoder_blocks(jnp.concatenate([first, tokens], axis=1))  # (B, 1 + N, hidden)
+        out = self.encoder_head(self.encoder_norm(h[:, 0]))  # read the embedding token only
+        mean, log_std = jnp.split(out.astype(jnp.float32), 2, axis=-1)
+        return mean, log_std
+
+    def decode(self, z):
+        r"""Parameters of :math:`p_\theta(x\mid z)`: codes ``(B, z_dim)`` -> logits ``(B, H, W, C)``
+        (Bernoulli) or ``(mean, log_std)``, each ``(B, H, W, C)`` float32 (Gaussian)."""
+        z = self.check_code(z)
+        c = self.config
+        h_img, w_img, img_c = c.image_shape
+        tokens = self.decoder_input(z.astype(jnp.float32))[:, None, :]  # (B, 1, hidden)
+        tokens = tokens + self.position_embedding[None]  # broadcast to every patch: (B, N, hidden)
+        h = self.decoder_norm(self.decoder_blocks(tokens))
+        out = self.decoder_head(h).astype(jnp.float32)  # (B, N, p * p * C_out)
+        out = unpatchify(out, c.patch, h_img, w_img, c.out_channels)  # (B, H, W, C_out)
+        if c.likelihood == "bernoulli":
+            return out
+        if c.decoder_log_std is not None:
+            return out, jnp.full_like(out, c.decoder_log_std)
+        return out[..., :img_c], bounded_log_std(out[..., img_c:], c.min_log_std)
+
+
+#: Which submodules make up each part reported by :func:`parameter_counts`.
+_PARTS = {
+    "patch_embedding": ("patch_embedding",),
+    "embedding_token": ("embedding_token",),
+    "encoder_blocks": ("encoder_blocks",),
+    "encoder_head": ("encoder_norm", "encoder_head"),
+    "decoder_input": ("decoder_input",),
+    "decoder_blocks": ("decoder_blocks",),
+    "decoder_head": ("decoder_norm", "decoder_head"),
+}
+
+
+def parameter_counts(model: TransformerVAE) -> dict[str, int]:
+    """Trainable parameters per part of a :class:`TransformerVAE`; the values sum to ``model.num_params()``.
+
+    Keys: ``patch_embedding``, ``embedding_token``, ``encoder_blocks`` (all ``depth`` blocks, their
+    LayerNorms included), ``encoder_head`` (final LayerNorm + ``Dense(hidden -> 2 z_dim)``),
+    ``decoder_input``, ``decoder_blocks``, ``decoder_head`` (final LayerNorm + per-token output Dense).
+    """
+    if not isinstance(model, TransformerVAE):
+        raise ValueError(f"`model` must be a TransformerVAE, got {type(model).__name__}.")
+    owner = {attr: part for part, attrs in _PARTS.items() for attr in attrs}
+    counts = dict.fromkeys(_PARTS, 0)
+    for path, leaf in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        part = owner.get(str(path[0]))
+        if part is None:  # a new submodule nobody filed under a part
+            raise RuntimeError(f"parameter {'/'.join(map(str, path))} belongs to no part in _PARTS")
+        counts[part] += int(np.prod(leaf.shape))
+    return counts

@@ -1,0 +1,235 @@
+"""Training: a jitted update step, :func:`fit` with a progress bar, evaluation and a NaN guard.
+
+The model is a Flax NNX module. For speed the hot loop splits it once into a static graph definition
+and a pytree of parameters (``nnx.split``) and jits a pure function of the parameters, the optimiser
+state and a batch, with the parameter buffers donated so XLA updates them in place. The model object
+is updated with the trained parameters when :func:`fit` returns — also when it stops early
+(a non-finite loss, or Ctrl-C), so no finished work is lost.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from vae_book import objectives
+from vae_book._checks import check_images, check_positive_int
+from vae_book.data import batches
+
+__all__ = ["History", "TrainingDiverged", "fit", "evaluate", "make_train_step"]
+
+
+class TrainingDiverged(FloatingPointError):
+    """Raised by :func:`fit` when the loss or a gradient becomes NaN/Inf; the model keeps the last finite parameters."""
+
+
+@dataclass
+class History:
+    """Logged quantities of a run. ``train`` and ``eval`` map a name to a list, aligned with their ``step`` list.
+
+    ``train`` holds means over each logging interval of the training batches; ``eval`` holds means over
+    the held-out images. Values are nats per image (``loss``, ``recon``, ``kl``, ``elbo``) or pixel /
+    latent standard deviations (``decoder_std``, ``encoder_std``). ``seconds`` is the wall time of the run.
+    """
+
+    train: dict = field(default_factory=dict)
+    eval: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    steps: int = 0
+
+    def log(self, split: str, step: int, metrics: dict):
+        table = getattr(self, split)
+        table.setdefault("step", []).append(int(step))
+        for k, v in metrics.items():
+            table.setdefault(k, []).append(float(v))
+
+    def to_dict(self) -> dict:
+        return {"train": self.train, "eval": self.eval, "seconds": self.seconds, "steps": self.steps}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        return cls(train=dict(d["train"]), eval=dict(d["eval"]), seconds=float(d["seconds"]), steps=int(d["steps"]))
+
+    def last(self, split: str = "eval") -> dict:
+        """The last logged value of every quantity of ``split``."""
+        return {k: v[-1] for k, v in getattr(self, split).items() if v}
+
+
+def make_train_step(graphdef, rest, loss_fn, optimizer):
+    """Build the jitted update ``(params, opt_state, x, key, step, bad_step) -> (params, opt_state, metrics, bad_step)``.
+
+    If the loss or any gradient is non-finite the update is skipped (parameters and optimiser state
+    are kept) and ``bad_step`` records the first such step (it stays -1 while all is well).
+    """
+
+    def loss_of_params(params, x, key):
+        model = nnx.merge(graphdef, params, rest)
+        return loss_fn(model, x, key)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def train_step(params, opt_state, x, key, step, bad_step):
+        (loss, metrics), grads = jax.value_and_grad(loss_of_params, has_aux=True)(params, x, key)
+        finite = jnp.isfinite(loss) & jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+        )
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        bad_step = jnp.where((~finite) & (bad_step < 0), step, bad_step)
+        return keep(new_params, params), keep(new_opt_state, opt_state), metrics, bad_step
+
+    return train_step
+
+
+def evaluate(model, images, key, *, loss_fn: Callable | None = None, batch_size: int = 250) -> dict:
+    """Mean of ``loss_fn``'s metrics over ``images`` (N, H, W, C) in [0, 1], in batches, with a fixed key.
+
+    ``loss_fn(model, x, key) -> (loss, metrics)`` defaults to :func:`vae_book.objectives.vae_loss`
+    with beta = 1 (so ``loss`` is the negative ELBO in nats per image).
+    """
+    images = check_images(images, "images")
+    loss_fn = loss_fn or objectives.vae_loss
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def one(state, x, key):
+        return loss_fn(nnx.merge(graphdef, state), x, key)[1]
+
+    totals, n = {}, 0
+    for i, start in enumerate(range(0, images.shape[0], batch_size)):
+        x = jnp.asarray(images[start : start + batch_size])
+        m = one(state, x, jax.random.fold_in(key, i))
+        for k, v in m.items():
+            totals[k] = totals.get(k, 0.0) + float(v) * x.shape[0]
+        n += x.shape[0]
+    return {k: v / n for k, v in totals.items()}
+
+
+def _prefetch(iterator, size: int = 2):
+    """Move batches to the device on a background thread, ``size`` batches ahead."""
+    q: queue.Queue = queue.Queue(maxsize=size)
+    stop = threading.Event()
+    sentinel = object()
+
+    def worker():
+        try:
+            for item in iterator:
+                if stop.is_set():
+                    return
+                q.put(jax.device_put(item))
+        finally:
+            q.put(sentinel)
+
+    threading.Thread(target=worker, daemon=True).start()
+    try:
+        while (item := q.get()) is not sentinel:
+            yield item
+    finally:
+        stop.set()
+
+
+def fit(
+    model,
+    train_images,
+    *,
+    steps: int,
+    batch_size: int = 64,
+    learning_rate: float = 3e-4,
+    beta: float = 1.0,
+    loss_fn: Callable | None = None,
+    eval_images=None,
+    eval_every: int | None = None,
+    log_every: int | None = None,
+    seed: int = 0,
+    optimizer: optax.GradientTransformation | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+) -> History:
+    """Train ``model`` in place with Adam on shuffled batches of ``train_images``; return its :class:`History`.
+
+    Args:
+        model: an NNX VAE (or any module ``loss_fn`` accepts).
+        train_images: (N, H, W, C) float32 in [0, 1].
+        steps: number of optimiser updates. batch_size: images per update.
+        learning_rate: Adam step size (default 3e-4), ignored if ``optimizer`` is given.
+        beta: KL weight of the default loss :func:`vae_book.objectives.vae_loss`.
+        loss_fn: ``loss_fn(model, x, key) -> (loss, metrics)``; overrides ``beta``.
+        eval_images: held-out images evaluated every ``eval_every`` steps and at the end
+            (with beta = 1 for the default loss, so ``eval["elbo"]`` is the true ELBO).
+        log_every: training metrics are averaged over this many steps (default steps // 100, >= 1).
+        seed: seeds the batch order and the sampling keys.
+        progress: show a ``tqdm`` progress bar with the running loss.
+
+    Raises:
+        TrainingDiverged: the loss or a gradient became non-finite; the message names the step and
+            the model keeps the parameters from before it.
+    """
+    steps = check_positive_int(steps, "steps")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    train_images = check_images(train_images, "train_images")
+    if batch_size > train_images.shape[0]:
+        raise ValueError(
+            f"`batch_size` ({batch_size}) must not exceed the number of training images ({train_images.shape[0]})."
+        )
+    if eval_images is not None:
+        eval_images = check_images(eval_images, "eval_images", image_shape=train_images.shape[1:])
+    log_every = check_positive_int(log_every or max(1, steps // 100), "log_every")
+    eval_every = check_positive_int(eval_every, "eval_every", allow_none=True)
+    eval_loss = loss_fn or objectives.vae_loss
+    loss_fn = loss_fn or functools.partial(objectives.vae_loss, beta=beta)
+    optimizer = optimizer or optax.adam(learning_rate)
+
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    opt_state = optimizer.init(params)
+    train_step = make_train_step(graphdef, rest, loss_fn, optimizer)
+    key = jax.random.key(seed)
+    eval_key = jax.random.fold_in(key, 10**9)
+    history = History()
+    bad_step = jnp.asarray(-1)
+    pending: list[dict] = []
+    data = _prefetch(batches(train_images, batch_size, seed=seed))
+    t0 = time.perf_counter()
+    bar = tqdm(total=steps, desc=desc or "training", disable=not progress, leave=True)
+    step = 0
+    try:
+        for step, x in zip(range(1, steps + 1), data):
+            params, opt_state, metrics, bad_step = train_step(
+                params, opt_state, x, jax.random.fold_in(key, step), step, bad_step
+            )
+            pending.append(metrics)
+            if step % log_every == 0 or step == steps:
+                if int(bad_step) >= 0:
+                    raise TrainingDiverged(
+                        f"the loss or a gradient became NaN/Inf at step {int(bad_step)} of {steps}; "
+                        f"training stopped and the model keeps the parameters from step {int(bad_step) - 1}. "
+                        f"Try a smaller learning_rate (now {learning_rate}) or check the input data."
+                    )
+                mean = {k: float(np.mean([float(m[k]) for m in pending])) for k in pending[0]}
+                history.log("train", step, mean)
+                pending = []
+                bar.set_postfix(loss=f"{mean['loss']:.2f}")
+            if eval_images is not None and eval_every and (step % eval_every == 0 or step == steps):
+                nnx.update(model, params)
+                history.log("eval", step, evaluate(model, eval_images, eval_key, loss_fn=eval_loss))
+            bar.update(1)
+    finally:
+        bar.close()
+        data.close()
+        nnx.update(model, params)
+        history.steps = step
+        history.seconds = time.perf_counter() - t0
+    if eval_images is not None and not eval_every:
+        history.log("eval", steps, evaluate(model, eval_images, eval_key, loss_fn=eval_loss))
+    return history
