@@ -5,8 +5,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?=
+# extra arguments for `jupyter lab`, e.g. LAB_ARGS="--no-browser --port 8890"
+LAB_ARGS ?=
+JUPYTERLAB_VERSION := 4.6.6
 
-.PHONY: book test lab bench venv clean browser
+.PHONY: book test lab bench venv clean browser site-deps site-assets
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,21 +21,36 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
+## site-deps: npm (installs the site's MathJax at build time); CI runs as root on a fresh machine
+site-deps:
+	@command -v npm > /dev/null || (apt-get update && apt-get install -y nodejs npm)
+
+## site-assets: MathJax from the npm registry (pinned in scripts/site/) into _build/site_static
+site-assets: venv site-deps
+	$(PY) scripts/site_assets.py
+
+## browser: Debian's Chromium, which the browser tests (tests/test_site.py) drive with Playwright
+browser:
+	@command -v chromium > /dev/null || (apt-get update && apt-get install -y chromium)
+
 ## make book: execute every chapter and build the static site into _build/html
-book: venv
+book: venv site-assets
 	$(if $(PROFILE),VAE_BOOK_PROFILE=$(PROFILE)) $(PY) scripts/build_book.py
 
-## make test: the test suite (unit tests, notebooks in the smoke profile)
-test: venv
+## make test: the test suite (unit tests, notebooks and the site in the smoke profile, browser tests)
+test: venv site-deps browser
 	VAE_BOOK_PROFILE=smoke $(PY) -m pytest -q
 
 ## make lab: open the chapters in JupyterLab (jupytext opens the .md chapters as notebooks)
 lab: venv
-	$(PY) -m pip install --quiet jupyterlab jupytext
-	$(VENV)/bin/jupyter lab chapters/
+	$(PY) -m pip install --quiet jupyterlab==$(JUPYTERLAB_VERSION)
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	@echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}}}' \
+		> $(VENV)/share/jupyter/lab/settings/overrides.json
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) chapters/
 
 bench: venv
 	$(PY) bench/train_step.py
 
 clean:
-	rm -rf _build .pytest_cache
+	rm -rf _build .pytest_cache test-artifacts

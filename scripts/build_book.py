@@ -2,69 +2,138 @@
 
 Jupyter Book's execution cache keys only on a notebook's code cells. The outputs also depend on the
 run profile (``VAE_BOOK_PROFILE``) and on the ``vae_book`` package source, so this script keeps one
-execution cache per (profile, package hash) under ``_build/exec_cache/<key>`` and points
-``_build/.jupyter_cache`` at it. When the key changes, every page is re-read (``--all``) so no page
-shows outputs computed under another profile or an older package.
+execution cache per (profile, package hash) under ``<out>/_build/exec_cache/<key>`` and points
+``<out>/_build/.jupyter_cache`` at it. When the key changes, every page is re-read (``--all``) so no
+page shows outputs computed under another profile or an older package; when it changes back, the
+cache of that key is still there and is reused.
 
-Usage: python scripts/build_book.py [extra jupyter-book args]
+The build also sets ``VAE_BOOK_STATIC=1``, so :func:`vae_book.widgets.show` embeds self-contained
+HTML explorers (the site has no kernel). The site's front-end assets (MathJax, through npm) are
+installed by the book's Sphinx extension, ``scripts/vae_book_site.py``.
+
+Usage::
+
+    python scripts/build_book.py [--root DIR] [--output DIR] [--package NAME] [-- extra jupyter-book args]
+
+``--root`` is the book (default: this repository), ``--output`` the folder that receives ``_build``
+(default: the root), ``--package`` the package directory under the root whose source is hashed
+(default ``vae_book``).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BUILD = ROOT / "_build"
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 
 
-def source_key() -> str:
-    """Hash of the active profile, the package source and the pinned requirements."""
-    sys.path.insert(0, str(ROOT))
-    from vae_book.profiles import profile_name  # noqa: E402
+def profile_name() -> str:
+    """The active profile, as the library decides it (``VAE_BOOK_PROFILE`` or the JAX backend)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from vae_book.profiles import profile_name as _profile_name  # noqa: E402
 
+    return _profile_name()
+
+
+def source_key(root: str | Path = ROOT, package: str = "vae_book", profile: str | None = None) -> str:
+    """``<profile>-<hash>``: the hash covers the profile, the package source and the pinned requirements."""
+    root = Path(root).resolve()
+    profile = profile or profile_name()
     h = hashlib.sha256()
-    profile = profile_name()
     h.update(profile.encode())
-    for path in sorted((ROOT / "vae_book").rglob("*.py")) + [ROOT / "requirements.txt"]:
-        h.update(str(path.relative_to(ROOT)).encode())
+    files = sorted((root / package).rglob("*.py"))
+    if not files:
+        raise FileNotFoundError(f"no Python source under {root / package}: wrong --root or --package?")
+    req = root / "requirements.txt"
+    for path in files + ([req] if req.exists() else []):
+        h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     return f"{profile}-{h.hexdigest()[:16]}"
 
 
-def main(argv: list[str]) -> int:
-    key = source_key()
-    BUILD.mkdir(exist_ok=True)
-    cache = BUILD / "exec_cache" / key
+#: execution caches kept per build folder (the most recently used ones)
+KEEP_CACHES = 6
+
+
+def _point_cache_at(build: Path, key: str) -> None:
+    cache = build / "exec_cache" / key
     cache.mkdir(parents=True, exist_ok=True)
-    link = BUILD / ".jupyter_cache"
-    if link.is_symlink() or link.exists():
-        if not link.is_symlink():
-            import shutil
+    os.utime(cache)  # mark as used, for pruning
+    others = sorted((d for d in cache.parent.iterdir() if d.is_dir() and d != cache),
+                    key=lambda d: d.stat().st_mtime, reverse=True)
+    for old in others[KEEP_CACHES - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
+    link = build / ".jupyter_cache"
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        shutil.rmtree(link)
+    link.symlink_to(cache.relative_to(build), target_is_directory=True)
 
-            shutil.rmtree(link)
-        else:
-            link.unlink()
-    link.symlink_to(cache.relative_to(BUILD), target_is_directory=True)
 
-    stamp = BUILD / ".build_key"
+def build(root: str | Path = ROOT, output: str | Path | None = None, extra_args: list[str] | tuple = (), *,
+          package: str = "vae_book", env: dict | None = None, capture: bool = False):
+    """Build the book at ``root`` into ``<output>/_build/html``; returns the CompletedProcess.
+
+    ``env`` (default: ``os.environ``) is passed to Jupyter Book and so to the kernels, with
+    ``VAE_BOOK_PROFILE`` fixed to the key's profile and ``VAE_BOOK_STATIC=1``. With ``capture`` the
+    output is captured (``proc.stdout`` holds both streams) instead of printed.
+    """
+    root = Path(root).resolve()
+    out = Path(output).resolve() if output is not None else root
+    env = dict(os.environ if env is None else env)
+    profile = env.get("VAE_BOOK_PROFILE") or None
+    if profile is None:
+        profile = profile_name()
+    key = source_key(root, package, profile)
+    build_dir = out / "_build"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    _point_cache_at(build_dir, key)
+
+    stamp = build_dir / ".build_key"
     previous = stamp.read_text().strip() if stamp.exists() else None
-    args = ["jupyter-book", "build", str(ROOT), "--warningiserror", "--keep-going", *argv]
+    jb = Path(sys.executable).parent / "jupyter-book"
+    args = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "--warningiserror", "--keep-going"]
+    if output is not None:
+        args += ["--path-output", str(out)]
+    args += list(extra_args)
     if previous != key:
-        print(f"build key {previous} -> {key}: re-reading every page", flush=True)
-        args.append("--all")
+        message = f"build key {previous} -> {key}: re-reading every page"
+        if "--all" not in args:
+            args.append("--all")
     else:
-        print(f"build key {key} unchanged: cached outputs are valid", flush=True)
-    env = dict(os.environ, VAE_BOOK_PROFILE=key.split("-")[0])
-    bindir = Path(sys.executable).parent
-    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
-    result = subprocess.run(args, cwd=ROOT, env=env)
-    if result.returncode == 0:
+        message = f"build key {key} unchanged: cached outputs are valid"
+    env.update(VAE_BOOK_PROFILE=profile, VAE_BOOK_STATIC="1")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+
+    if capture:
+        proc = subprocess.run(args, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc.stdout, proc.stderr = f"{message}\n{proc.stdout}", ""
+    else:
+        print(message, flush=True)
+        proc = subprocess.run(args, cwd=root, env=env)
+    if proc.returncode == 0:
         stamp.write_text(key + "\n")
-    return result.returncode
+    return proc
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", default=str(ROOT), help="the book's folder (default: this repository)")
+    ap.add_argument("--output", default=None, help="folder that receives _build (default: the root)")
+    ap.add_argument("--package", default="vae_book", help="package under the root whose source is hashed")
+    ns, extra = ap.parse_known_args(argv)
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    return build(ns.root, ns.output, extra, package=ns.package).returncode
 
 
 if __name__ == "__main__":

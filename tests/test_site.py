@@ -1,0 +1,432 @@
+"""The static website, as a reader's browser sees it: headless Chromium (Playwright) on the smoke build.
+
+The book is built once (the ``built_book`` fixture, smoke profile, ``VAE_BOOK_STATIC=1``) and served
+from ``_build/html`` by a ``http.server`` thread on 127.0.0.1. Every page of the table of contents is
+loaded; the tests check what a reader would notice: the page loads, nothing is fetched from outside
+127.0.0.1 (the site works offline), math is typeset by the site's own MathJax, every image shows,
+every internal link resolves, the interactive explorers respond to the keyboard and the mouse, the
+search finds "ELBO", and each chapter offers its ``.ipynb``. A screenshot of every page goes to
+``test-artifacts/screenshots/`` for a person to look at.
+
+Chromium is Debian's ``/usr/bin/chromium`` (``make test`` installs it when missing); if it cannot be
+launched the tests fail — they are never skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import re
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+def toc_pages() -> list[str]:
+    """Docnames of every page of the table of contents, root first."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                pages.append(node["file"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(toc.get("parts", toc.get("chapters", [])))
+    return pages
+
+
+PAGES = toc_pages()
+CHAPTERS = [p for p in PAGES if p.startswith("chapters/")]
+
+
+# -------------------------------------------------------------------------------------------------
+# fixtures: the built site, a local server, a browser
+
+
+@pytest.fixture(scope="session")
+def site_dir(request) -> Path:
+    """The built site. ``VAE_BOOK_TEST_SITE=<_build dir>`` reuses an existing build (for iterating on
+    these tests only); otherwise the ``built_book`` fixture builds the book."""
+    import os
+
+    reuse = os.environ.get("VAE_BOOK_TEST_SITE")
+    if reuse:
+        return Path(reuse) / "html"
+    build, proc = request.getfixturevalue("built_book")
+    html = build / "html"
+    if proc.returncode != 0 or not (html / "index.html").exists():
+        pytest.fail(f"the book build failed, so the site cannot be tested:\n{(proc.stdout + proc.stderr)[-6000:]}")
+    return html
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+@pytest.fixture(scope="session")
+def server(site_dir):
+    """``http://127.0.0.1:<port>/`` serving the built site from a thread; shut down at the end."""
+    handler = functools.partial(_QuietHandler, directory=str(site_dir))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: the browser tests cannot run. Install it with "
+                    "`apt-get update && apt-get install -y chromium` (`make test` does this).", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        except Exception as exc:  # a browser that will not start is a failure, not a skip
+            pytest.fail(f"could not launch Chromium at {CHROMIUM}: {exc}", pytrace=False)
+        yield b
+        b.close()
+
+
+class Visit:
+    """One page loaded in a fresh browser context, with everything it requested and logged."""
+
+    def __init__(self, browser, url: str):
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.requests: list[str] = []
+        self.console_errors: list[str] = []
+        self.failed: list[str] = []
+        self.context.on("request", lambda r: self.requests.append(r.url))
+        self.context.on("requestfailed", lambda r: self.failed.append(f"{r.url}: {r.failure}"))
+        self.page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.console_errors.append(f"uncaught: {e}"))
+        self.response = self.page.goto(url, wait_until="load")
+        self.page.wait_for_load_state("networkidle")
+        self.wait_for_math()
+
+    def wait_for_math(self, timeout=60_000):
+        has_math = self.page.evaluate("() => document.querySelectorAll('.math').length > 0")
+        if has_math:
+            self.page.wait_for_function(
+                "() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=timeout)
+            self.page.evaluate("() => MathJax.startup.promise.then(() => true)")
+        return has_math
+
+    def close(self):
+        self.context.close()
+
+
+def _page_url(base: str, docname: str) -> str:
+    return urllib.parse.urljoin(base, f"{docname}.html")
+
+
+def _is_local(url: str, base: str) -> bool:
+    return url.startswith(base) or url.startswith(("data:", "blob:", "about:"))
+
+
+class _Ids(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        for k, v in attrs:
+            if k in ("id", "name") and v:
+                self.ids.add(v)
+
+
+@functools.lru_cache(maxsize=None)
+def _fetch(url: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, "", b""
+
+
+@functools.lru_cache(maxsize=None)
+def _ids_of(url: str) -> frozenset:
+    status, ctype, body = _fetch(url)
+    parser = _Ids()
+    parser.feed(body.decode("utf-8", "replace"))
+    return frozenset(parser.ids)
+
+
+# -------------------------------------------------------------------------------------------------
+# the pages
+
+
+def test_the_toc_lists_the_reference_part():
+    for page in ("notation", "api", "bibliography"):
+        assert page in PAGES, f"_toc.yml does not list the reference page {page}"
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_page_loads_offline_with_math_images_and_links(docname, browser, server, site_dir):
+    """Load one page: 200, no console error, no request off 127.0.0.1, math typeset, images loaded,
+    internal links resolve; and write its screenshot."""
+    visit = Visit(browser, _page_url(server, docname))
+    page = visit.page
+    try:
+        assert visit.response is not None and visit.response.status == 200, f"{docname}: HTTP {visit.response and visit.response.status}"
+        assert page.title().strip(), f"{docname}: the page has no title"
+        text = page.inner_text("main")
+        assert len(text.strip()) > 100, f"{docname}: the main area is (nearly) empty: {text[:200]!r}"
+
+        # nothing leaves the machine
+        outside = [u for u in visit.requests if not _is_local(u, server)]
+        assert not outside, f"{docname}: requests left 127.0.0.1: {outside}"
+        assert not visit.failed, f"{docname}: requests failed: {visit.failed}"
+
+        # math: typeset by the site's MathJax, no TeX error, no raw delimiters left
+        math = page.evaluate("""() => {
+            const els = [...document.querySelectorAll('.math')];
+            return {n: els.length,
+                    untypeset: els.filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 80)),
+                    containers: document.querySelectorAll('mjx-container').length,
+                    errors: [...document.querySelectorAll('mjx-merror')].map(e => e.getAttribute('data-mjx-error') || e.textContent),
+                    mathjax: !!window.MathJax && !!window.MathJax.version ? MathJax.version : null};
+        }""")
+        if math["n"]:
+            assert math["mathjax"] and math["mathjax"].startswith("3."), f"{docname}: MathJax 3 did not load: {math}"
+            assert not math["untypeset"], f"{docname}: math left untypeset: {math['untypeset'][:5]}"
+            assert math["containers"] >= math["n"]
+            assert not math["errors"], f"{docname}: MathJax reports TeX errors: {math['errors'][:5]}"
+        body = page.inner_text("article")
+        assert "$$" not in body, f"{docname}: raw $$ left in the text"
+        assert not re.search(r"\\\(|\\\[", body), f"{docname}: raw \\( or \\[ left in the text"
+
+        # every image has loaded (scroll through the page so nothing is lazily skipped)
+        page.evaluate("""async () => {
+            for (let y = 0; y < document.body.scrollHeight; y += 800) { window.scrollTo(0, y); await new Promise(r => setTimeout(r, 20)); }
+            window.scrollTo(0, 0);
+            await Promise.all([...document.images].map(i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })));
+        }""")
+        broken = page.evaluate("() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 120))")
+        assert not broken, f"{docname}: images that did not load: {broken}"
+
+        # every internal link resolves (the file, and the #fragment in it)
+        hrefs = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
+        bad = []
+        for href in sorted(set(hrefs)):
+            if not href.startswith(server):
+                assert not href.startswith("file:"), f"{docname}: link to a local file outside the site: {href}"
+                continue
+            target, _, fragment = href.partition("#")
+            status, ctype, _ = _fetch(target)
+            if status != 200:
+                bad.append(f"{href} -> HTTP {status}")
+            elif fragment and "html" in ctype and urllib.parse.unquote(fragment) not in _ids_of(target):
+                bad.append(f"{href} -> no element with id {fragment!r}")
+        assert not bad, f"{docname}: broken internal links:\n" + "\n".join(bad)
+
+        assert not visit.console_errors, f"{docname}: console errors: {visit.console_errors}"
+
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{docname.replace('/', '__')}.png"), full_page=True)
+    finally:
+        visit.close()
+
+
+def test_math_is_rendered_on_the_pages_that_have_math(site_dir):
+    """The pages written with math really contain it (so the per-page math check above checks something)."""
+    with_math = [p for p in PAGES if 'class="math' in (site_dir / f"{p}.html").read_text()]
+    assert "notation" in with_math and any(p.startswith("chapters/") for p in with_math), with_math
+
+
+def test_pages_load_no_script_or_style_from_the_network_and_mathjax_is_not_injected(site_dir):
+    """Static check of every page's <script>/<link>: all local; MathJax's entry point once, its components never."""
+    for html_file in sorted(site_dir.rglob("*.html")):
+        html = html_file.read_text()
+        rel = html_file.relative_to(site_dir)
+        srcs = re.findall(r'<script[^>]*\ssrc="([^"]+)"', html)
+        links = re.findall(r'<link[^>]*\shref="([^"]+)"', html)
+        remote = [u for u in srcs + links if re.match(r"(https?:)?//", u)]
+        assert not remote, f"{rel} loads from the network: {remote}"
+        mathjax = [s for s in srcs if "mathjax" in s.lower()]
+        if "class=\"math" in html:
+            assert len(mathjax) == 1 and "_static/mathjax/tex-mml-chtml.js" in mathjax[0], f"{rel}: {mathjax}"
+        assert len(mathjax) <= 1, f"{rel}: MathJax components injected into the page: {mathjax[:5]}"
+    assert (site_dir / "_static" / "mathjax" / "tex-mml-chtml.js").exists()
+    assert (site_dir / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+
+
+def test_math_renders_from_disk(browser, site_dir):
+    """Opening the site as files (no server, no network) still typesets the math."""
+    page_name = next(p for p in PAGES if 'class="math' in (site_dir / f"{p}.html").read_text())
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        requests, errors = [], []
+        context.on("request", lambda r: requests.append(r.url))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((site_dir / f"{page_name}.html").as_uri(), wait_until="load")
+        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=60_000)
+        page.evaluate("() => MathJax.startup.promise.then(() => true)")
+        n = page.evaluate("() => document.querySelectorAll('mjx-container').length")
+        assert n > 0, f"{page_name} opened from disk: no math typeset"
+        outside = [u for u in requests if not u.startswith(("file:", "data:", "blob:", "about:"))]
+        assert not outside and not errors, (outside, errors)
+    finally:
+        context.close()
+
+
+# -------------------------------------------------------------------------------------------------
+# interactive explorers
+
+
+def test_explorers_respond_to_the_slider(browser, server, site_dir):
+    """Every explorer in the book: keyboard and pointer moves of its slider change the image and the value."""
+    pages = [p for p in PAGES if "vae-book-explorer" in (site_dir / f"{p}.html").read_text()]
+    assert pages, "no page of the book has an explorer (chapters/00_setup.md should have a demo)"
+    checked = 0
+    for docname in pages:
+        visit = Visit(browser, _page_url(server, docname))
+        page = visit.page
+        try:
+            explorers = page.locator(".vae-book-explorer")
+            for i in range(explorers.count()):
+                ex = explorers.nth(i)
+                ex.scroll_into_view_if_needed()
+                img, slider, out = ex.locator("img"), ex.locator('input[type="range"]'), ex.locator("output")
+                n = int(slider.get_attribute("max")) + 1
+                assert n >= 2, f"{docname}: explorer {i} has a single frame"
+                assert "pixelated" in (img.get_attribute("style") or "")
+                start = int(slider.input_value())
+                before_src, before_text = img.get_attribute("src"), out.inner_text()
+                before_pixels = ex.screenshot()
+                slider.focus()
+                page.keyboard.press("End" if start < n - 1 else "Home")
+                after_src, after_text = img.get_attribute("src"), out.inner_text()
+                assert after_src != before_src, f"{docname}: explorer {i}: the key press did not change the image"
+                assert after_text != before_text, f"{docname}: explorer {i}: the shown value did not change"
+                assert ex.screenshot() != before_pixels, f"{docname}: explorer {i}: the rendered pixels did not change"
+                assert img.evaluate("i => i.complete && i.naturalWidth > 0")
+                # a pointer drag to the middle also works
+                box = slider.bounding_box()
+                page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                mid = int(slider.input_value())
+                assert 0 < mid < n - 1 or n <= 2, f"{docname}: explorer {i}: clicking the middle gave {mid}/{n - 1}"
+                assert slider.get_attribute("aria-valuetext").endswith(out.inner_text())
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                ex.screenshot(path=str(SHOTS / f"explorer__{docname.replace('/', '__')}__{i}__moved.png"))
+                checked += 1
+            assert not visit.console_errors, visit.console_errors
+        finally:
+            visit.close()
+    assert checked >= 1
+
+
+# -------------------------------------------------------------------------------------------------
+# search, notebooks, API reference, bibliography
+
+
+def test_search_finds_elbo(browser, server):
+    visit = Visit(browser, urllib.parse.urljoin(server, "search.html?q=ELBO"))
+    page = visit.page
+    try:
+        page.wait_for_function("() => document.querySelectorAll('#search-results li').length > 0", timeout=30_000)
+        results = page.evaluate("() => [...document.querySelectorAll('#search-results li a')].map(a => a.href)")
+        assert any("chapters/04_elbo.html" in r for r in results), results
+        assert not [u for u in visit.requests if not _is_local(u, server)]
+        assert not visit.console_errors, visit.console_errors
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "search_ELBO.png"), full_page=True)
+    finally:
+        visit.close()
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_chapter_offers_its_notebook_and_source(docname, server, site_dir):
+    html = (site_dir / f"{docname}.html").read_text()
+    m = re.search(r'<a href="([^"]+\.ipynb)"[^>]*\n?[^>]*btn-download-notebook-button', html)
+    assert m, f"{docname}: no .ipynb download button"
+    url = urllib.parse.urljoin(_page_url(server, docname), m.group(1))
+    status, _, body = _fetch(url)
+    assert status == 200, f"{docname}: {url} -> HTTP {status}"
+    nb = nbformat.reads(body.decode(), as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    source = jupytext.read(ROOT / f"{docname}.md")
+    code = lambda n: [c.source for c in n.cells if c.cell_type == "code"]  # noqa: E731
+    assert code(nb) == code(source), f"{docname}: the .ipynb's code cells differ from the .md's"
+    md = re.search(r'href="([^"]+\.md)"', html)
+    assert md and _fetch(urllib.parse.urljoin(_page_url(server, docname), md.group(1)))[0] == 200
+
+
+def test_api_reference_documents_every_public_name(site_dir):
+    import importlib
+    import inspect
+
+    sys_path_scripts = str(ROOT / "scripts")
+    import sys
+
+    if sys_path_scripts not in sys.path:
+        sys.path.insert(0, sys_path_scripts)
+    from vae_book_site import public_modules
+
+    html = (site_dir / "api.html").read_text()
+    ids = set(re.findall(r'id="([^"]+)"', html))
+    missing = []
+    for modname in public_modules("vae_book"):
+        assert f"module-{modname}" in ids, f"the API reference has no section for {modname}"
+        module = importlib.import_module(modname)
+        names = getattr(module, "__all__", None)
+        if names is None:
+            names = [n for n, o in vars(module).items() if not n.startswith("_")
+                     and getattr(o, "__module__", None) == modname and (inspect.isclass(o) or inspect.isfunction(o))]
+        for name in names:
+            if name == "__version__":
+                continue
+            obj = getattr(module, name)
+            home = getattr(obj, "__module__", None) if (inspect.isclass(obj) or callable(obj)) else None
+            qual = getattr(obj, "__qualname__", name) if home else name
+            if home and home.startswith("vae_book") and f"{home}.{qual}" in ids:
+                continue
+            if f"{modname}.{name}" not in ids:
+                missing.append(f"{modname}.{name}")
+    assert not missing, f"public names missing from the API reference: {missing}"
+
+
+def test_one_bibliography_and_citations_link_to_it(site_dir):
+    pages_with_bib = [p for p in PAGES if "{bibliography}" in (ROOT / f"{p}.md").read_text()]
+    assert pages_with_bib == ["bibliography"], f"the {{bibliography}} directive must appear once, in bibliography.md: {pages_with_bib}"
+    cited = set()
+    for p in PAGES:
+        for keys in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", (ROOT / f"{p}.md").read_text()):
+            cited.update(k.strip() for k in keys.split(","))
+    bib = (site_dir / "bibliography.html").read_text()
+    entries = re.findall(r'<div class="citation" id="[^"]+" role="doc-biblioentry">', bib)
+    assert cited and len(entries) == len(cited), f"{len(entries)} bibliography entries for {len(cited)} cited keys"
+    for p in PAGES:
+        if "{cite" in (ROOT / f"{p}.md").read_text():
+            html = (site_dir / f"{p}.html").read_text()
+            assert re.search(r'href="(\.\./)?bibliography\.html#id\d+"', html), f"{p}: citations do not link to the bibliography page"

@@ -1,0 +1,185 @@
+"""vae_book.widgets: the static HTML explorer, its embedded frames, show() and input validation."""
+
+import base64
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vae_book import widgets
+
+
+def exact_frames(n=5, h=6, w=7, c=1, seed=0):
+    """Frames whose values are exact multiples of 1/255, so PNG round trips are lossless."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, h, w, c)).astype(np.float32) / 255.0
+
+
+def decode_data_uri(uri: str) -> np.ndarray:
+    assert uri.startswith("data:image/png;base64,")
+    img = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    arr = np.asarray(img)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def embedded_frames(html: str) -> list[str]:
+    """The frame list of the inline script (the <img> holds a copy of the start frame)."""
+    m = re.search(r"var frames = (\[.*?\]),", html)
+    assert m, "no frame list in the explorer's script"
+    return re.findall(r'"(data:image/png;base64,[A-Za-z0-9+/=]+)"', m.group(1))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_html_has_one_slider_and_frames_that_decode_to_the_pixels(channels):
+    frames = exact_frames(n=5, c=channels)
+    html = widgets.explorer_html(frames, [0.1, 0.2, 0.3, 0.4, 0.5], label="z[0]", title="A <title>", scale=3)
+    sliders = re.findall(r'<input type="range"[^>]*>', html)
+    assert len(sliders) == 1
+    assert 'max="4"' in sliders[0] and 'min="0"' in sliders[0]
+    uris = embedded_frames(html)
+    assert len(uris) == 5
+    for uri, frame in zip(uris, frames):
+        np.testing.assert_array_equal(decode_data_uri(uri), np.rint(frame * 255).astype(np.uint8))
+    assert "http" not in html.lower()
+    assert "image-rendering:pixelated" in html.replace(" ", "")
+    assert 'width="21"' in html and 'height="18"' in html  # 7 x 6 pixels at scale 3
+    assert "A &lt;title&gt;" in html and "<title>" not in html  # escaped text
+    assert ">0.1</output>" in html  # the current value as text
+    assert 'aria-valuetext="z[0] = 0.1"' in html
+
+
+def test_every_explorer_gets_unique_ids():
+    frames = exact_frames()
+    a, b = widgets.explorer_html(frames), widgets.explorer_html(frames)
+    ids_a = set(re.findall(r'id="([^"]+)"', a))
+    ids_b = set(re.findall(r'id="([^"]+)"', b))
+    assert len(ids_a) == 4 and not ids_a & ids_b
+
+
+def test_default_values_are_frame_indices_and_start_is_respected():
+    html = widgets.explorer_html(exact_frames(n=3), start=2)
+    assert 'value="2"' in html and ">2</output>" in html
+    assert 'texts = ["0", "1", "2"]' in html
+
+
+def test_script_cannot_break_out_of_its_element():
+    html = widgets.explorer_html(exact_frames(n=2), ["</script><b>", "x"], label="</script>")
+    script = html.split("<script>", 1)[1]
+    assert script.count("</script>") == 1
+
+
+def test_explorer_object_renders_as_html():
+    ex = widgets.image_explorer(exact_frames(n=4, c=3), title="t")
+    assert ex._repr_html_() == ex.html
+    assert ex.num_frames == 4 and ex.frame_shape == (6, 7, 3)
+
+
+def test_large_explorers_are_subsampled_with_a_warning():
+    frames = np.random.default_rng(0).random((40, 32, 32, 3)).astype(np.float32)
+    with pytest.warns(UserWarning, match="max_bytes"):
+        html = widgets.explorer_html(frames, max_bytes=20_000)
+    uris = embedded_frames(html)
+    assert 2 <= len(uris) < 40
+    assert sum(len(u) for u in uris) <= 20_000 * 1.2
+    slider = re.search(r'<input type="range"[^>]*>', html).group(0)
+    assert f'max="{len(uris) - 1}"' in slider
+
+
+def test_show_picks_static_when_the_build_asks_for_it(monkeypatch):
+    calls = []
+
+    def fake_live(frames, values, **kw):
+        calls.append((frames, values, kw))
+        return "live"
+
+    frames = exact_frames(n=3)
+    monkeypatch.setenv("VAE_BOOK_STATIC", "1")
+    out = widgets.show(frames, [1, 2, 3], label="k", live_factory=fake_live)
+    assert isinstance(out, widgets.Explorer) and not calls
+    assert 'max="2"' in out.html
+
+    monkeypatch.delenv("VAE_BOOK_STATIC")
+    assert widgets.show(frames, [1, 2, 3], label="k", scale=2, live_factory=fake_live) == "live"
+    assert len(calls) == 1 and calls[0][1] == [1, 2, 3] and calls[0][2]["label"] == "k"
+    assert calls[0][2]["scale"] == 2
+
+    monkeypatch.setenv("VAE_BOOK_STATIC", "0")
+    assert widgets.show(frames, live_factory=fake_live) == "live"
+
+
+def test_live_explorer_updates_the_image_when_the_slider_moves():
+    pytest.importorskip("ipywidgets")
+    box = widgets.live_explorer(exact_frames(n=3), ["a", "b", "c"], label="k", title="T")
+    title, image, row = box.children
+    slider, value = row.children
+    assert slider.max == 2 and value.value == "a"
+    before = image.value
+    slider.value = 2
+    assert image.value != before and value.value == "c"
+    assert "pixelated" in image.value
+
+
+def test_traversal_and_interpolation_frames():
+    def decode(z):  # (N, 2) -> (N, 2, 2, 1): pixel (0, 0) shows sigmoid(z[:, 0])
+        z = np.asarray(z)
+        img = np.zeros((z.shape[0], 2, 2, 1), np.float32)
+        img[:, 0, 0, 0] = 1 / (1 + np.exp(-z[:, 0]))
+        img[:, 1, 1, 0] = 1 / (1 + np.exp(-z[:, 1]))
+        return img
+
+    values = np.linspace(-2, 2, 5)
+    f = widgets.traversal_frames(decode, np.array([0.0, 1.0]), 0, values)
+    assert f.shape == (5, 2, 2, 1)
+    np.testing.assert_allclose(f[:, 0, 0, 0], 1 / (1 + np.exp(-values)), rtol=1e-6)
+    np.testing.assert_allclose(f[:, 1, 1, 0], 1 / (1 + np.exp(-1.0)), rtol=1e-6)
+    g = widgets.interpolation_frames(decode, np.array([0.0, 0.0]), np.array([2.0, -2.0]), num=3)
+    np.testing.assert_allclose(g[:, 0, 0, 0], 1 / (1 + np.exp(-np.array([0.0, 1.0, 2.0]))), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(frames=np.zeros((4, 4, 1), np.float32)), "frames"),              # not NHWC
+        (dict(frames=np.full((2, 4, 4, 1), 2.0, np.float32)), "frames"),       # out of [0, 1]
+        (dict(frames=np.zeros((2, 4, 4, 2), np.float32)), "frames"),           # 2 channels
+        (dict(frames=np.zeros((2, 4, 4, 1), np.int32)), "frames"),             # integer dtype
+        (dict(frames=np.zeros((0, 4, 4, 1), np.float32)), "frames"),           # no frame
+        (dict(values=[1, 2, 3]), "values"),                                    # wrong length
+        (dict(values="ab"), "values"),                                         # a string
+        (dict(values=[1, object()]), "values"),                                # not a number
+        (dict(scale=0), "scale"),
+        (dict(scale=2.5), "scale"),
+        (dict(scale=100), "scale"),
+        (dict(label=3), "label"),
+        (dict(title=4), "title"),
+        (dict(start=2), "start"),
+        (dict(max_bytes=0), "max_bytes"),
+    ],
+)
+def test_bad_inputs_are_refused_naming_the_argument(kwargs, match):
+    args = dict(frames=np.zeros((2, 4, 4, 1), np.float32), values=None)
+    args.update(kwargs)
+    frames, values = args.pop("frames"), args.pop("values")
+    with pytest.raises(ValueError, match=match):
+        widgets.explorer_html(frames, values, **args)
+
+
+def test_bad_inputs_to_helpers_are_refused(monkeypatch):
+    ok = lambda z: np.zeros((len(z), 2, 2, 1), np.float32)  # noqa: E731
+    with pytest.raises(ValueError, match="`dim`"):
+        widgets.traversal_frames(ok, np.zeros(2), 2, [0.0, 1.0])
+    with pytest.raises(ValueError, match="`decode`"):
+        widgets.traversal_frames("nope", np.zeros(2), 0, [0.0, 1.0])
+    with pytest.raises(ValueError, match="`decode`"):
+        widgets.traversal_frames(lambda z: np.zeros((1, 2, 2, 1)), np.zeros(2), 0, [0.0, 1.0])
+    with pytest.raises(ValueError, match="`z_end`"):
+        widgets.interpolation_frames(ok, np.zeros(2), np.zeros(3))
+    with pytest.raises(ValueError, match="`num`"):
+        widgets.interpolation_frames(ok, np.zeros(2), np.ones(2), num=1)
+    with pytest.raises(ValueError, match="`image`"):
+        widgets.png_bytes(np.zeros((2, 2), np.float32))
+    monkeypatch.delenv("VAE_BOOK_STATIC", raising=False)
+    with pytest.raises(ValueError, match="`live_factory`"):
+        widgets.show(np.zeros((2, 4, 4, 1), np.float32), live_factory=3)
