@@ -35,7 +35,14 @@ def execute_chapter(path: str | Path, timeout: int = 1800, kernel_name: str = "p
                             resources={"metadata": {"path": str(path.parent.resolve())}})
     t0 = time.perf_counter()
     client.execute()
-    return nb, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    # A display-time failure (e.g. a figure whose label does not render) leaves an error output
+    # without stopping execution: count it as a failure too.
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                raise RuntimeError(f"{path}: code cell {i} has an error output: {out.get('ename')}: {out.get('evalue')}")
+    return nb, seconds
 
 
 def main(argv=None) -> int:

@@ -43,3 +43,67 @@ def test_bad_input_is_refused_with_the_argument_name():
         P.latent_scatter(np.zeros((5, 3), np.float32))
     with pytest.raises(ValueError, match="same shape"):
         P.compare_rows({"a": np.zeros((2, 4, 4, 1), np.float32), "b": np.zeros((3, 4, 4, 1), np.float32)})
+
+
+def test_train_eval_curves_draws_one_panel_per_key_with_both_curves():
+    train = {"step": [10, 20, 30], "loss": [3.0, 2.0, 1.5], "kl": [0.1, 0.2, 0.3]}
+    held_out = {"step": [15, 30], "loss": [3.1, 1.9], "kl": [0.2, 0.3]}
+    fig = P.train_eval_curves(train, held_out, ["loss", "kl"], titles=["negative ELBO", "KL"])
+    axes = fig.axes
+    assert len(axes) == 2 and axes[1].get_title() == "KL"
+    assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["training batches", "held-out images"]
+    np.testing.assert_array_equal(axes[0].lines[1].get_xdata(), [15, 30])
+    np.testing.assert_array_equal(axes[1].lines[0].get_ydata(), [0.1, 0.2, 0.3])
+    assert axes[0].get_xlabel() == "training step" and axes[0].get_ylabel() == "nats per image"
+    with pytest.raises(ValueError, match="`eval` has no"):
+        P.train_eval_curves(train, {"step": [1]}, ["loss"])
+    with pytest.raises(ValueError, match="`titles` must have one entry per key"):
+        P.train_eval_curves(train, held_out, ["loss"], titles=["a", "b"])
+    plt.close("all")
+
+
+def test_prior_contours_have_the_chi2_radii_and_keep_the_legend_title():
+    ax = P.latent_scatter(np.zeros((6, 2), np.float32), labels=np.arange(6) % 2)
+    P.prior_contours(ax, masses=(0.5, 0.99))
+    radii = [np.hypot(line.get_xdata(), line.get_ydata()).mean() for line in ax.lines]
+    # independent: the chi-square(2) quantile is the squared radius
+    from scipy.stats import chi2
+    np.testing.assert_allclose(radii, np.sqrt(chi2(2).ppf([0.5, 0.99])), rtol=1e-6)
+    legend = ax.get_legend()
+    assert legend.get_title().get_text() == "digit" and len(legend.get_texts()) == 3
+    with pytest.raises(ValueError, match="`masses` must be probabilities"):
+        P.prior_contours(ax, masses=(0.5, 1.0))
+    plt.close("all")
+
+
+def test_histograms_share_bins_and_draw_threshold_lines():
+    rng = np.random.default_rng(0)
+    ax = P.histograms({"a": rng.uniform(1, 2, 100), "b": rng.uniform(1, 10, 100)}, bins=10,
+                      xlabel="distance", vlines={"threshold": 3.0}, logx=True)
+    assert ax.get_xlabel() == "distance" and ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b", "threshold"]
+    # each histogram is a density: its integral over the shared bins is 1
+    for patch in ax.patches:
+        xy = patch.get_xy()
+        xs, ys = xy[1:-1:2, 0], xy[1:-1:2, 1]  # left edge and height of each bin of the step outline
+        widths = np.diff(np.append(xs, xy[-2, 0]))
+        np.testing.assert_allclose(np.sum(widths * ys), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="must be positive for `logx=True`"):
+        P.histograms({"a": np.array([0.0, 1.0])}, xlabel="x", logx=True)
+    with pytest.raises(ValueError, match="`samples` must contain"):
+        P.histograms({}, xlabel="x")
+    plt.close("all")
+
+
+def test_occupancy_grid_shades_exactly_the_empty_cells():
+    codes = np.array([[0.1, 0.1], [0.6, 0.1], [0.6, 0.6]], np.float32)  # 3 of 4 cells occupied
+    ax = P.occupancy_grid(codes, bins=2, extent=((0, 1), (0, 1)))
+    mesh = ax.collections[0]
+    shaded = ~np.ma.getmaskarray(mesh.get_array()).reshape(2, 2)  # rows: z2, columns: z1
+    np.testing.assert_array_equal(shaded, [[False, False], [True, False]])
+    assert ax.get_legend().get_texts()[0].get_text() == "empty cell (25%)"
+    with pytest.raises(ValueError, match="`codes` must have shape"):
+        P.occupancy_grid(np.zeros((3, 3), np.float32))
+    with pytest.raises(ValueError, match="`extent` must be"):
+        P.occupancy_grid(codes, extent=((1, 0), (0, 1)))
+    plt.close("all")

@@ -55,14 +55,25 @@ def cache_dir() -> Path:
     return Path(pooch.os_cache("vae_book")) / "models"
 
 
+#: The modules whose source can change what training produces; figures, widgets and analysis
+#: helpers are left out so that editing them does not throw away every trained model.
+TRAINING_SOURCES = ("__init__.py", "_checks.py", "distributions.py", "objectives.py", "train.py", "data.py",
+                    "checkpoints.py", "experiments.py", "profiles.py", "models/*.py")
+
+
 @functools.cache
 def package_fingerprint() -> str:
-    """SHA-256 (16 hex) of the package version and every ``vae_book`` source file."""
+    """SHA-256 (16 hex) of the package version and the source of every module that affects training.
+
+    Those are the files matched by :data:`TRAINING_SOURCES` (the math, the models, the data, the
+    training loop, the cache and the profiles).
+    """
     from vae_book import __version__
 
     h = hashlib.sha256(__version__.encode())
     root = Path(__file__).resolve().parent
-    for path in sorted(root.rglob("*.py")):
+    paths = sorted({p for pattern in TRAINING_SOURCES for p in root.glob(pattern)})
+    for path in paths:
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]

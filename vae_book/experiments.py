@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-@dataclass
+@dataclass(repr=False)
 class Run:
     """A trained model with its history, data and the facts of how it was trained."""
 
@@ -65,6 +65,9 @@ class Run:
             "data set": f"{self.dataset}: {len(self.train_images)} train / {len(self.test_images)} held-out images "
                         f"of {'x'.join(map(str, self.train_images.shape[1:]))}",
             "parameters": f"{n_params:,}",
+            "code size": getattr(getattr(self.model, "config", None), "z_dim", None),
+            "likelihood": getattr(getattr(self.model, "config", None), "likelihood", "bernoulli (cross-entropy)"),
+            "beta": self.settings.get("beta", "n/a (no KL term)"),
             "steps": self.history.steps,
             "batch size": self.settings.get("batch_size"),
             "wall time": f"{self.history.seconds:.1f} s" + (" (loaded from the model cache)" if self.info.get("cached") else ""),
@@ -72,6 +75,8 @@ class Run:
 
     def __str__(self) -> str:
         return "\n".join(f"{k:>11}: {v}" for k, v in self.summary().items())
+
+    __repr__ = __str__
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"

@@ -1,4 +1,5 @@
-"""Figures from plain arrays: image grids, training curves, latent scatter plots, manifold grids.
+"""Figures from plain arrays: image grids, training curves, latent scatter plots, manifold grids,
+prior contours, overlaid histograms and occupancy grids of 2-D codes.
 
 Every function takes NumPy/JAX arrays (never a model), draws on a Matplotlib ``Axes`` (a new figure
 if ``ax`` is None) with labelled axes, and returns the ``Axes`` (or ``Figure`` for multi-panel
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -21,6 +23,10 @@ __all__ = [
     "training_curves",
     "latent_scatter",
     "manifold_grid",
+    "train_eval_curves",
+    "prior_contours",
+    "histograms",
+    "occupancy_grid",
 ]
 
 
@@ -161,4 +167,151 @@ def manifold_grid(decode, z1_range, z2_range, n: int = 15, ax=None, *, title: st
     ax.set_ylabel("$z_2$")
     if title:
         ax.set_title(title)
+    return ax
+
+
+def _refresh_legend(ax):
+    """Redraw the legend of ``ax`` with every labelled artist, keeping an existing legend's title.
+
+    With more than five entries the legend goes outside the Axes, to the right, so it hides no data.
+    """
+    old = ax.get_legend()
+    title = old.get_title().get_text() if old is not None else None
+    handles, labels = ax.get_legend_handles_labels()
+    kw = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0) if len(labels) > 5 else {}
+    ax.legend(handles, labels, title=title or None, fontsize=8, markerscale=2, **kw)
+
+
+def train_eval_curves(train: Mapping[str, Sequence], eval: Mapping[str, Sequence], keys: Sequence[str], *,
+                      titles: Sequence[str] | None = None, step_key: str = "step",
+                      ylabel: str = "nats per image", axes=None):
+    """One panel per quantity, each with its training curve and its held-out curve.
+
+    ``train`` and ``eval`` are the two histories of a run (``run.history.train`` / ``.eval``: dicts of
+    equal-length sequences aligned with ``history[step_key]``); ``keys`` are the quantities to plot
+    (e.g. ``["loss", "recon", "kl"]``, nats per image), ``titles`` one panel title per key (default:
+    the keys). ``axes`` is a sequence of ``len(keys)`` Axes, or None for a new row of panels.
+    Returns the Figure.
+    """
+    keys = list(keys)
+    if not keys:
+        raise ValueError("`keys` must name at least one quantity to plot, got an empty sequence.")
+    for name, hist in (("train", train), ("eval", eval)):
+        missing = [k for k in (*keys, step_key) if k not in hist]
+        if missing:
+            raise ValueError(f"`{name}` has no {missing}; available keys: {sorted(hist)}.")
+    titles = list(titles) if titles is not None else keys
+    if len(titles) != len(keys):
+        raise ValueError(f"`titles` must have one entry per key ({len(keys)}), got {len(titles)}.")
+    if axes is None:
+        fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+        axes = axes[0]
+    elif len(axes) != len(keys):
+        raise ValueError(f"`axes` must hold one Axes per key ({len(keys)}), got {len(axes)}.")
+    for ax, k, title in zip(axes, keys, titles):
+        ax.plot(np.asarray(train[step_key]), np.asarray(train[k]), label="training batches", lw=1.2)
+        ax.plot(np.asarray(eval[step_key]), np.asarray(eval[k]), "o-", ms=3.5, label="held-out images", lw=1.2)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return axes[0].figure
+
+
+def prior_contours(ax, masses: Sequence[float] = (0.5, 0.9, 0.99), *, color: str = "0.15",
+                   label: bool = True):
+    r"""Draw the circles that enclose the probability ``masses`` of the 2-D prior :math:`\mathcal N(0, I_2)`.
+
+    The squared radius of a 2-D standard normal is :math:`\chi^2_2`, so the circle holding mass
+    :math:`m` has radius :math:`r = \sqrt{-2\log(1-m)}` (1.18, 2.15, 3.03 for 0.5, 0.9, 0.99).
+    Each circle is labelled with its mass; with ``label=True`` one legend entry names them.
+    Returns the Axes.
+    """
+    masses = np.asarray(masses, dtype=np.float64).ravel()
+    if masses.size == 0 or not np.all((masses > 0) & (masses < 1)):
+        raise ValueError(f"`masses` must be probabilities strictly between 0 and 1, got {masses.tolist()}.")
+    t = np.linspace(0.0, 2.0 * np.pi, 200)
+    for i, m in enumerate(np.sort(masses)):
+        r = np.sqrt(-2.0 * np.log1p(-m))
+        ax.plot(r * np.cos(t), r * np.sin(t), "--", color=color, lw=1.0,
+                label=r"$\mathcal{N}(0, I)$: " + ", ".join(f"{v:.0%}" for v in np.sort(masses)) + " mass"
+                if (label and i == 0) else None)
+        ax.annotate(f"{m:.0%}", (r * np.cos(np.pi / 4), r * np.sin(np.pi / 4)), color=color, fontsize=7)
+    if label:
+        _refresh_legend(ax)
+    return ax
+
+
+def histograms(samples: Mapping[str, object], ax=None, *, bins: int = 50, xlabel: str,
+               ylabel: str = "density", title: str | None = None, logx: bool = False,
+               vlines: Mapping[str, float] | None = None):
+    """Overlay the histograms (normalised to densities) of several samples on shared bins.
+
+    ``samples`` maps a legend label to a 1-D array of values; ``vlines`` maps a label to a value
+    drawn as a vertical dotted line (e.g. a threshold). ``logx`` uses logarithmic bins and axis
+    (all values must then be positive). Returns the Axes.
+    """
+    if not samples:
+        raise ValueError("`samples` must contain at least one labelled array, got an empty mapping.")
+    arrays = {}
+    for k, v in samples.items():
+        a = np.asarray(v, dtype=np.float64).ravel()
+        if a.size == 0 or not np.all(np.isfinite(a)):
+            raise ValueError(f"`samples[{k!r}]` must be a non-empty array of finite values.")
+        if logx and a.min() <= 0:
+            raise ValueError(f"`samples[{k!r}]` must be positive for `logx=True`, got a minimum of {a.min():.4g}.")
+        arrays[k] = a
+    lo = min(a.min() for a in arrays.values())
+    hi = max(a.max() for a in arrays.values())
+    hi = hi if hi > lo else lo + 1.0
+    edges = np.geomspace(lo, hi, bins + 1) if logx else np.linspace(lo, hi, bins + 1)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for k, a in arrays.items():
+        ax.hist(a, bins=edges, density=True, histtype="step", lw=1.5, label=k)
+    cmap = plt.get_cmap("Dark2")
+    for i, (k, v) in enumerate((vlines or {}).items()):
+        ax.axvline(v, ls=":", lw=1.5, color=cmap(i % 8), label=k)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def occupancy_grid(codes, bins: int = 20, extent=None, ax=None, *, color: str = "tab:red", alpha: float = 0.25):
+    """Shade the cells of a ``bins`` x ``bins`` grid over 2-D codes (N, 2) that contain no code.
+
+    ``extent`` is ``((z1_min, z1_max), (z2_min, z2_max))``, by default the codes' bounding box; the
+    cells are those of ``np.histogram2d(codes[:, 0], codes[:, 1], bins, range=extent)``. The legend
+    entry gives the fraction of empty cells. Draw it on the Axes of a scatter of the codes (e.g.
+    :func:`latent_scatter`). Returns the Axes.
+    """
+    codes = np.asarray(check_array(codes, "codes", shape=(None, 2), finite=True), np.float64)
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(f"`bins` must be a positive integer, got {bins!r}.")
+    if extent is None:
+        extent = tuple(zip(codes.min(0), codes.max(0)))
+    (x0, x1), (y0, y1) = extent
+    if not (x1 > x0 and y1 > y0):
+        raise ValueError(f"`extent` must be ((z1_min, z1_max), (z2_min, z2_max)) with min < max, got {extent!r}.")
+    counts, xe, ye = np.histogram2d(codes[:, 0], codes[:, 1], bins=bins, range=[[x0, x1], [y0, y1]])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    empty = np.ma.masked_where(counts.T > 0, np.ones_like(counts.T))
+    ax.pcolormesh(xe, ye, empty, cmap=mcolors.ListedColormap([color]), alpha=alpha,
+                  edgecolors="none", zorder=0)
+    for e in xe:
+        ax.axvline(e, color="0.8", lw=0.4, zorder=0)
+    for e in ye:
+        ax.axhline(e, color="0.8", lw=0.4, zorder=0)
+    ax.plot([], [], "s", color=color, alpha=alpha, ms=4, label=f"empty cell ({np.mean(counts == 0):.0%})")
+    _refresh_legend(ax)
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
     return ax
