@@ -28,7 +28,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
-import yaml
+from _toc import toc_pages
 
 pytestmark = pytest.mark.slow
 
@@ -37,25 +37,6 @@ SHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
-
-
-def toc_pages() -> list[str]:
-    """Docnames of every page of the table of contents, root first."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                pages.append(node["file"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(toc.get("parts", toc.get("chapters", [])))
-    return pages
 
 
 PAGES = toc_pages()

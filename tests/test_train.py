@@ -41,6 +41,15 @@ def test_fit_lowers_the_held_out_loss_and_logs_everything(images):
     assert h.steps == 300 and h.seconds > 0
 
 
+def test_progress_bar_is_shown_but_not_in_a_static_build(images, capsys, monkeypatch):
+    monkeypatch.delenv("VAE_BOOK_STATIC", raising=False)
+    fit(MLPVAE(CFG, rngs=nnx.Rngs(0)), images, steps=3, batch_size=16, desc="bar-check")
+    assert "bar-check" in capsys.readouterr().err
+    monkeypatch.setenv("VAE_BOOK_STATIC", "1")  # what scripts/build_book.py sets
+    fit(MLPVAE(CFG, rngs=nnx.Rngs(0)), images, steps=3, batch_size=16, desc="bar-check")
+    assert "bar-check" not in capsys.readouterr().err
+
+
 def test_fit_is_deterministic_given_the_seed(images):
     losses = []
     for _ in range(2):

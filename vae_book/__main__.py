@@ -25,7 +25,8 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--profile", help="smoke, cpu or gpu (default: from the backend / VAE_BOOK_PROFILE)")
     t.add_argument("--steps", type=int, help="optimiser updates (default: the profile's)")
     t.add_argument("--batch-size", type=int, help="images per update (default: the profile's)")
-    t.add_argument("--learning-rate", type=float, default=3e-4)
+    t.add_argument("--learning-rate", type=float, default=None,
+                   help="Adam step size (default: 3e-4 for mlp, the profile's transformer_lr for conv/transformer)")
     t.add_argument("--beta", type=float, default=1.0, help="KL weight (1 = the ELBO)")
     t.add_argument("--likelihood", choices=("bernoulli", "gaussian"), help="default: bernoulli for MNIST")
     t.add_argument("--z-dim", type=int, help="latent dimensions (default: the model's)")

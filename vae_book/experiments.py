@@ -25,7 +25,7 @@ from vae_book.models.conv import ConvConfig, ConvVAE
 from vae_book.models.mlp import MLPAutoencoder, MLPConfig, MLPVAE
 from vae_book.models.transformer import TransformerConfig, TransformerVAE
 from vae_book.profiles import Profile, get_profile
-from vae_book.train import History
+from vae_book.train import DEFAULT_LEARNING_RATE, History
 
 __all__ = [
     "Run",
@@ -153,12 +153,14 @@ def train_autoencoder(*, profile: Profile | None = None, z_dim: int = 2, hidden:
 
 
 def transformer_config(profile: Profile | None = None, image_shape=None, **overrides) -> TransformerConfig:
-    """The transformer VAE config of ``profile`` (sizes from ``profile.transformer``)."""
+    """The transformer VAE config of ``profile`` (sizes from ``profile.transformer``, the decoder's
+    sigma floor from ``profile.transformer_min_log_std``)."""
     profile = profile or get_profile()
     t = profile.transformer
     side = t["image_side"]
     kwargs = dict(image_shape=image_shape or (side, side, 3), patch=t["patch"], hidden=t["hidden"],
-                  depth=t["depth"], heads=t["heads"], z_dim=t["z_dim"])
+                  depth=t["depth"], heads=t["heads"], z_dim=t["z_dim"],
+                  min_log_std=profile.transformer_min_log_std)
     kwargs.update(overrides)
     return TransformerConfig(**kwargs)
 
@@ -170,7 +172,7 @@ def train_transformer(*, profile: Profile | None = None, beta: float = 1.0, step
     ds = transformer_dataset(profile)
     model = TransformerVAE(transformer_config(profile, ds.image_shape, **config_overrides), rngs=nnx.Rngs(seed))
     settings = dict(steps=steps or profile.transformer_steps, batch_size=profile.transformer["batch"],
-                    beta=beta, seed=seed, eval_every=profile.eval_every)
+                    beta=beta, seed=seed, eval_every=profile.eval_every, learning_rate=profile.transformer_lr)
     out = fit_cached(model, ds.train, cache=cache, eval_images=ds.test[: profile.eval_images],
                      progress=progress, desc="transformer VAE", **settings)
     return _finish("transformer VAE", model, out, profile, ds.name, ds.train, ds.test, settings)
@@ -192,18 +194,23 @@ def train_conv(*, profile: Profile | None = None, dataset: str = "shapes", z_dim
         z_dim = z_dim or 20
     else:
         raise ValueError(f"`dataset` must be 'shapes' or 'mnist5k', got {dataset!r}.")
-    model = ConvVAE(ConvConfig(image_shape=train.shape[1:], channels=tuple(profile.conv_channels), z_dim=z_dim),
-                    rngs=nnx.Rngs(seed))
+    model = ConvVAE(ConvConfig(image_shape=train.shape[1:], channels=tuple(profile.conv_channels), z_dim=z_dim,
+                               min_log_std=profile.transformer_min_log_std), rngs=nnx.Rngs(seed))
     settings = dict(steps=steps or profile.conv_steps, batch_size=profile.transformer["batch"], beta=beta,
-                    seed=seed, eval_every=profile.eval_every)
+                    seed=seed, eval_every=profile.eval_every, learning_rate=profile.transformer_lr)
     out = fit_cached(model, train, cache=cache, eval_images=test[: profile.eval_images], progress=progress,
                      desc="conv VAE", **settings)
     return _finish("conv VAE", model, out, profile, dataset, train, test, settings)
 
 
 def train_from_args(*, model: str, dataset: str, data_path=None, profile=None, steps=None, batch_size=None,
-                    learning_rate=3e-4, beta=1.0, likelihood=None, z_dim=None, seed=0, out=None) -> Run:
-    """What ``python -m vae_book train`` runs: any model family on any data set, with the shared ``fit``."""
+                    learning_rate=None, beta=1.0, likelihood=None, z_dim=None, seed=0, out=None) -> Run:
+    """What ``python -m vae_book train`` runs: any model family on any data set, with the shared ``fit``.
+
+    ``learning_rate=None`` takes the model family's default: :data:`vae_book.train.DEFAULT_LEARNING_RATE`
+    for the MLP, the profile's ``transformer_lr`` for the conv and transformer VAEs (which also get the
+    profile's decoder sigma floor).
+    """
     prof = get_profile(profile)
     if data_path is not None:
         os.environ["VAE_BOOK_DATA"] = str(data_path)
@@ -231,7 +238,7 @@ def train_from_args(*, model: str, dataset: str, data_path=None, profile=None, s
         net = MLPVAE(MLPConfig(image_shape=shape, z_dim=z_dim or 20, likelihood=lik), rngs=rngs)
     elif model == "conv":
         net = ConvVAE(ConvConfig(image_shape=shape, channels=tuple(prof.conv_channels), z_dim=z_dim or 32,
-                                 likelihood=lik), rngs=rngs)
+                                 likelihood=lik, min_log_std=prof.transformer_min_log_std), rngs=rngs)
     elif model == "transformer":
         overrides = {"likelihood": lik}
         if z_dim:
@@ -241,6 +248,8 @@ def train_from_args(*, model: str, dataset: str, data_path=None, profile=None, s
         raise ValueError(f"`model` must be 'mlp', 'conv' or 'transformer', got {model!r}.")
     default_steps = {"mlp": prof.mlp_steps, "conv": prof.conv_steps, "transformer": prof.transformer_steps}[model]
     default_batch = prof.mlp_batch if model == "mlp" else prof.transformer["batch"]
+    if learning_rate is None:
+        learning_rate = DEFAULT_LEARNING_RATE if model == "mlp" else prof.transformer_lr
     settings = dict(steps=steps or default_steps, batch_size=batch_size or default_batch, beta=beta, seed=seed,
                     learning_rate=learning_rate, eval_every=prof.eval_every)
     fit_out = fit_cached(net, train, cache=out if out is not None else True,

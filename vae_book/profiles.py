@@ -12,6 +12,7 @@ environment variable. Chapters never hard-code sizes: they ask :func:`get_profil
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -20,6 +21,10 @@ import jax
 __all__ = ["Profile", "PROFILES", "get_profile", "profile_name"]
 
 ENV_VAR = "VAE_BOOK_PROFILE"
+
+#: floor of the learned decoder log sigma of the conv and transformer VAEs: sigma >= 0.1 (chapter 7,
+#: "Where to put the floor", measures why a lower floor gives blurrier reconstructions on shapes).
+_MIN_LOG_STD = math.log(0.1)
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,10 @@ class Profile:
     #: transformer VAE: image side, patch, hidden width, depth, heads, z_dim, batch, steps
     transformer: dict = field(default_factory=dict)
     transformer_steps: int = 0
+    #: Adam step size of the transformer and conv VAEs
+    transformer_lr: float = 3e-4
+    #: lower bound of their learned decoder log sigma (log 0.1)
+    transformer_min_log_std: float = _MIN_LOG_STD
     #: conv VAE (evaluation chapter's comparison)
     conv_channels: tuple = (32, 64, 128)
     conv_steps: int = 0
@@ -46,6 +55,10 @@ class Profile:
     eval_every: int = 100
     eval_images: int = 500
     iwae_samples: int = 100
+    #: the evaluation chapter: independent repeats of each IWAE estimate, the large K and its image count
+    iwae_repeats: int = 4
+    iwae_samples_large: int = 1000
+    eval_images_large: int = 200
     #: Monte-Carlo sample counts used by the part-I checks
     mc_samples: int = 100_000
 
@@ -63,6 +76,7 @@ PROFILES: dict[str, Profile] = {
         mlp_batch=64,
         transformer=dict(image_side=16, patch=4, hidden=32, depth=1, heads=2, z_dim=8, batch=16),
         transformer_steps=10,
+        transformer_lr=1e-3,
         conv_channels=(8, 16),
         conv_steps=10,
         shapes_train=256,
@@ -72,14 +86,18 @@ PROFILES: dict[str, Profile] = {
         eval_every=10,
         eval_images=64,
         iwae_samples=8,
+        iwae_samples_large=2,
+        eval_images_large=16,
         mc_samples=10_000,
     ),
     "cpu": Profile(
         name="cpu",
         mlp_steps=3000,
         mlp_batch=100,
-        transformer=dict(image_side=32, patch=4, hidden=128, depth=2, heads=4, z_dim=32, batch=64),
+        # patch 8: 16 tokens instead of 64, ~4x less work per step than patch 4 (bench/train_step.py)
+        transformer=dict(image_side=32, patch=8, hidden=128, depth=2, heads=4, z_dim=32, batch=64),
         transformer_steps=2000,
+        transformer_lr=1e-3,
         conv_channels=(32, 64, 128),
         conv_steps=2000,
         shapes_train=20_000,
@@ -89,6 +107,8 @@ PROFILES: dict[str, Profile] = {
         eval_every=250,
         eval_images=500,
         iwae_samples=500,
+        iwae_samples_large=50,
+        eval_images_large=100,
         mc_samples=200_000,
     ),
     "gpu": Profile(
@@ -106,6 +126,8 @@ PROFILES: dict[str, Profile] = {
         eval_every=1000,
         eval_images=1000,
         iwae_samples=5000,
+        iwae_samples_large=500,
+        eval_images_large=200,
         mc_samples=1_000_000,
     ),
 }

@@ -1,0 +1,321 @@
+r"""Looking inside the transformer VAE: its stages one by one, its parameter budget, its position code.
+
+Chapter 7 walks through :class:`~vae_book.models.transformer.TransformerVAE` stage by stage. The
+functions here run the model's **own submodules** in the order ``encode`` / ``decode`` use them and
+keep every intermediate array, so the chapter can print shapes and plot what each stage produces;
+the tests check that the last stage equals ``model.encode`` / ``model.decode`` exactly.
+
+* :func:`encoder_stages`, :func:`decoder_stages` — the intermediate arrays of one batch, as a list
+  of :class:`Stage` (name, array, one-line description); :func:`format_stages` prints them as a table.
+* :func:`parameter_formula` — the trainable parameters of every part, counted by hand from the
+  config (a check on :func:`~vae_book.models.transformer.parameter_counts`);
+  :func:`abstract_model` builds a model without allocating its parameters (for the full size).
+* :func:`position_similarity` — cosine similarity between the position-embedding vectors of all
+  patch positions; :func:`plot_position_channels` draws channels of the embedding over the grid.
+* :func:`gaussian_decoder_residuals` — per-pixel decoder variance and squared error of a learned-sigma
+  Gaussian decoder (for the check "optimal sigma^2 = mean squared error").
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+from flax import nnx
+
+from vae_book import distributions as D
+from vae_book._checks import check_array, check_key, check_positive_int
+from vae_book.models.base import bounded_log_std
+from vae_book.models.transformer import (
+    TransformerConfig,
+    TransformerVAE,
+    patchify,
+    sincos_2d_position_embedding,
+    unpatchify,
+)
+
+__all__ = [
+    "Stage",
+    "encoder_stages",
+    "decoder_stages",
+    "format_stages",
+    "parameter_formula",
+    "abstract_model",
+    "position_similarity",
+    "plot_position_channels",
+    "gaussian_decoder_residuals",
+]
+
+
+class Stage(NamedTuple):
+    """One step of the forward pass: a short ``name``, the ``value`` it produced, a ``note`` saying what it is."""
+
+    name: str
+    value: jax.Array
+    note: str
+
+
+def _check_model(model):
+    if not isinstance(model, TransformerVAE):
+        raise ValueError(f"`model` must be a TransformerVAE, got {type(model).__name__}.")
+    return model
+
+
+def _position_override(position_embedding, config: TransformerConfig):
+    """``None`` -> the model's sine-cosine table; otherwise an array broadcastable to ``(N, hidden)``."""
+    want = (config.num_patches, config.hidden)
+    if position_embedding is None:
+        return jnp.asarray(sincos_2d_position_embedding(*config.grid, config.hidden))
+    pe = check_array(position_embedding, "position_embedding", ndim=(0, 1, 2))
+    try:
+        np.broadcast_shapes(pe.shape, want)
+    except ValueError:
+        raise ValueError(
+            f"`position_embedding` must broadcast to (num_patches, hidden) = {want}, got shape {pe.shape}."
+        ) from None
+    return jnp.broadcast_to(jnp.asarray(pe, jnp.float32), want)
+
+
+def encoder_stages(model: TransformerVAE, x, *, position_embedding=None) -> list[Stage]:
+    r"""Run the encoder :math:`q_\phi(z\mid x)` of ``model`` stage by stage on images ``x``.
+
+    Uses the model's own submodules (``patch_embedding``, ``embedding_token``, ``encoder_blocks``,
+    ``encoder_norm``, ``encoder_head``) in the order of ``model.encode``; the last two stages equal
+    ``model.encode(x)``.
+
+    Args:
+        model: a :class:`~vae_book.models.transformer.TransformerVAE`.
+        x: images ``(B, H, W, C)`` in [0, 1].
+        position_embedding: ``None`` for the model's fixed sine-cosine table, or an array that
+            broadcasts to ``(N, hidden)`` to use instead (e.g. ``0.0`` to switch it off, an experiment
+            of chapter 7's exercises).
+
+    Returns:
+        A list of :class:`Stage`: ``images`` (B, H, W, C), ``patches`` (B, N, p*p*C),
+        ``patch tokens`` (B, N, hidden), ``+ position`` (B, N, hidden), ``with embedding token``
+        (B, 1+N, hidden), ``after blocks`` (B, 1+N, hidden), ``summary`` (B, hidden),
+        ``mean`` (B, z_dim), ``log_std`` (B, z_dim).
+    """
+    model = _check_model(model)
+    x = model.check_input(x)
+    c = model.config
+    b = x.shape[0]
+    pe = _position_override(position_embedding, c)
+    patches = patchify(x, c.patch)
+    tokens = model.patch_embedding(x).reshape(b, c.num_patches, c.hidden)
+    placed = tokens.astype(jnp.float32) + pe[None]
+    first = jnp.broadcast_to(model.embedding_token[...], (b, 1, c.hidden))
+    seq = jnp.concatenate([first, placed], axis=1)
+    h = model.encoder_blocks(seq)
+    summary = model.encoder_norm(h[:, 0])
+    out = model.encoder_head(summary)
+    mean, log_std = jnp.split(out.astype(jnp.float32), 2, axis=-1)
+    p = c.patch
+    return [
+        Stage("images", x, "input images in [0, 1]"),
+        Stage("patches", patches, f"{c.num_patches} patches of {p}x{p}x{c.image_shape[2]} pixels, row-major"),
+        Stage("patch tokens", tokens, f"conv with kernel = stride = {p}: one linear map per patch"),
+        Stage("+ position", placed, "plus the fixed 2-D sine-cosine position embedding"),
+        Stage("with embedding token", seq, "learned embedding token in front (no position)"),
+        Stage("after blocks", h, f"{c.depth} transformer blocks: every token attends to every token"),
+        Stage("summary", summary, "LayerNorm of the embedding token's output only"),
+        Stage("mean", mean, "Dense(hidden -> 2 z_dim), first half: posterior mean"),
+        Stage("log_std", log_std, "second half: posterior log sigma"),
+    ]
+
+
+def decoder_stages(model: TransformerVAE, z, *, position_embedding=None) -> list[Stage]:
+    r"""Run the decoder :math:`p_\theta(x\mid z)` of ``model`` stage by stage on codes ``z`` ``(B, z_dim)``.
+
+    Uses ``decoder_input``, ``decoder_blocks``, ``decoder_norm``, ``decoder_head`` and
+    :func:`~vae_book.models.transformer.unpatchify` in the order of ``model.decode``; the last
+    stage(s) equal ``model.decode(z)``. ``position_embedding`` as in :func:`encoder_stages`.
+
+    Returns:
+        A list of :class:`Stage`: ``code`` (B, z_dim), ``one token`` (B, hidden), ``tiled + position``
+        (B, N, hidden), ``after blocks`` (B, N, hidden, LayerNorm applied), ``head output``
+        (B, N, p*p*C_out), ``pixels`` (B, H, W, C_out), then for a learned-sigma Gaussian ``mean`` and
+        ``log_std`` (B, H, W, C) (``raw log_std`` before the floor too), for a fixed sigma ``mean``,
+        for a Bernoulli decoder ``logits``.
+    """
+    model = _check_model(model)
+    z = model.check_code(z)
+    c = model.config
+    h_img, w_img, img_c = c.image_shape
+    pe = _position_override(position_embedding, c)
+    token = model.decoder_input(z.astype(jnp.float32))
+    tiled = token[:, None, :] + pe[None]
+    h = model.decoder_norm(model.decoder_blocks(tiled))
+    out = model.decoder_head(h).astype(jnp.float32)
+    pixels = unpatchify(out, c.patch, h_img, w_img, c.out_channels)
+    stages = [
+        Stage("code", z, "latent code z"),
+        Stage("one token", token, "Dense(z_dim -> hidden): the code as one token"),
+        Stage("tiled + position", tiled, f"copied to all {c.num_patches} patch positions, plus the same position embedding"),
+        Stage("after blocks", h, f"{c.depth} transformer blocks (own weights) and a LayerNorm"),
+        Stage("head output", out, f"per-token Dense(hidden -> {c.patch}*{c.patch}*{c.out_channels})"),
+        Stage("pixels", pixels, "unpatchify: every token's outputs back to its patch"),
+    ]
+    if c.likelihood == "bernoulli":
+        stages.append(Stage("logits", pixels, "Bernoulli logits of every pixel"))
+    elif c.decoder_log_std is not None:
+        stages.append(Stage("mean", pixels, f"Gaussian mean; log sigma fixed at {c.decoder_log_std}"))
+    else:
+        raw = pixels[..., img_c:]
+        stages += [
+            Stage("mean", pixels[..., :img_c], "Gaussian mean of every pixel (first C channels)"),
+            Stage("raw log_std", raw, "last C channels, unconstrained"),
+            Stage("log_std", bounded_log_std(raw, c.min_log_std),
+                  f"log sigma = {c.min_log_std} + softplus(raw - ({c.min_log_std})) >= {c.min_log_std}"),
+        ]
+    return stages
+
+
+def format_stages(stages) -> str:
+    """A text table of ``stages`` (a list of :class:`Stage`): name, shape, dtype and note, one per line."""
+    if not isinstance(stages, (list, tuple)) or not all(isinstance(s, Stage) for s in stages):
+        raise ValueError("`stages` must be a list of Stage, as returned by encoder_stages / decoder_stages.")
+    if not stages:
+        return ""
+    width = max(len(s.name) for s in stages)
+    shapes = [str(tuple(s.value.shape)) for s in stages]
+    sw = max(len(t) for t in shapes)
+    return "\n".join(f"{s.name:<{width}}  {t:<{sw}}  {str(s.value.dtype):<8} {s.note}"
+                     for s, t in zip(stages, shapes))
+
+
+def parameter_formula(config: TransformerConfig) -> dict[str, int]:
+    r"""Trainable parameters per part of a :class:`TransformerVAE`, counted by hand from its sizes.
+
+    With image channels ``C``, patch ``p``, width ``h``, MLP ratio ``r``, depth ``L``, code size ``d``
+    and decoder outputs per pixel ``C_out``:
+
+    * patch embedding: a ``p x p x C -> h`` convolution with bias, ``p^2 C h + h``;
+    * embedding token: ``h``;
+    * one block: two LayerNorms (scale and bias, ``4h``), the fused QKV projection ``3h^2 + 3h``, the
+      output projection ``h^2 + h`` and the MLP ``2 r h^2 + r h + h``; a stack has ``L`` blocks;
+    * encoder head: LayerNorm ``2h`` + ``Dense(h -> 2d)`` = ``2hd + 2d``;
+    * decoder input: ``Dense(d -> h)`` = ``dh + h``;
+    * decoder head: LayerNorm ``2h`` + ``Dense(h -> p^2 C_out)``.
+
+    Returns a dict with the keys of :func:`~vae_book.models.transformer.parameter_counts`.
+    """
+    if not isinstance(config, TransformerConfig):
+        raise ValueError(f"`config` must be a TransformerConfig, got {type(config).__name__}.")
+    c = config
+    h, r, d, p = c.hidden, c.mlp_ratio, c.z_dim, c.patch
+    img_c = c.image_shape[2]
+    block = 4 * h + (3 * h * h + 3 * h) + (h * h + h) + (2 * r * h * h + r * h + h)
+    out = p * p * c.out_channels
+    return {
+        "patch_embedding": p * p * img_c * h + h,
+        "embedding_token": h,
+        "encoder_blocks": c.depth * block,
+        "encoder_head": 2 * h + h * 2 * d + 2 * d,
+        "decoder_input": d * h + h,
+        "decoder_blocks": c.depth * block,
+        "decoder_head": 2 * h + h * out + out,
+    }
+
+
+def abstract_model(config: TransformerConfig) -> TransformerVAE:
+    """A :class:`TransformerVAE` whose parameters are shapes only (``jax.ShapeDtypeStruct``), nothing allocated.
+
+    Enough for :func:`~vae_book.models.transformer.parameter_counts` of a model too large to build
+    cheaply (e.g. the full 64x64 configuration on a laptop); it cannot be called on data.
+    """
+    if not isinstance(config, TransformerConfig):
+        raise ValueError(f"`config` must be a TransformerConfig, got {type(config).__name__}.")
+    return nnx.eval_shape(lambda: TransformerVAE(config, rngs=nnx.Rngs(0)))
+
+
+def position_similarity(embedding) -> np.ndarray:
+    r"""Cosine similarity between all pairs of position vectors: ``(N, dim)`` -> ``(N, N)`` in [-1, 1].
+
+    Entry ``(k, l)`` is :math:`\langle e_k, e_l\rangle / (\lVert e_k\rVert\,\lVert e_l\rVert)`, computed in float64.
+    """
+    e = np.asarray(check_array(embedding, "embedding", ndim=2, finite=True), np.float64)
+    norms = np.linalg.norm(e, axis=1)
+    if np.any(norms == 0):
+        raise ValueError("`embedding` has an all-zero row; its cosine similarity is undefined.")
+    u = e / norms[:, None]
+    return np.clip(u @ u.T, -1.0, 1.0)
+
+
+def plot_position_channels(embedding, grid: tuple[int, int], channels, axes=None):
+    """Draw channels of a position embedding as images over the patch grid.
+
+    Args:
+        embedding: ``(N, dim)`` with ``N = grid[0] * grid[1]`` (row-major positions).
+        grid: ``(rows, cols)`` of patches.
+        channels: indices into ``dim`` to draw, one panel each.
+        axes: a sequence of Matplotlib Axes, one per channel (a new row of panels if None).
+
+    Returns:
+        The Matplotlib Figure.
+    """
+    e = np.asarray(check_array(embedding, "embedding", ndim=2))
+    gh, gw = (check_positive_int(g, "grid") for g in grid)
+    if e.shape[0] != gh * gw:
+        raise ValueError(f"`embedding` must have grid[0] * grid[1] = {gh * gw} rows, got {e.shape[0]}.")
+    channels = [int(ch) for ch in channels]
+    bad = [ch for ch in channels if not 0 <= ch < e.shape[1]]
+    if not channels or bad:
+        raise ValueError(f"`channels` must be a non-empty list of indices in [0, {e.shape[1]}), got {channels}.")
+    if axes is None:
+        fig, axes = plt.subplots(1, len(channels), figsize=(1.9 * len(channels), 2.3), squeeze=False)
+        axes = axes[0]
+    if len(axes) != len(channels):
+        raise ValueError(f"`axes` must hold one Axes per channel ({len(channels)}), got {len(axes)}.")
+    quarter = e.shape[1] // 4
+    for ax, ch in zip(axes, channels):
+        im = ax.imshow(e[:, ch].reshape(gh, gw), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        if e.shape[1] % 4 == 0:  # the layout of sincos_2d_position_embedding: [sin row, cos row, sin col, cos col]
+            part, m = divmod(ch, quarter)
+            what = ("sin", "cos")[part % 2] + (" row" if part < 2 else " column")
+            omega = 10000.0 ** (-m / quarter)
+            ax.set_title(f"channel {ch}: {what}\n$m={m}$, $\\omega_m={omega:.3g}$", fontsize=9)
+        else:
+            ax.set_title(f"channel {ch}", fontsize=9)
+        ax.set_xlabel("patch column")
+        ax.set_ylabel("patch row")
+    axes[0].figure.colorbar(im, ax=list(axes), shrink=0.8, label="value")
+    return axes[0].figure
+
+
+def gaussian_decoder_residuals(model, images, key, *, batch_size: int = 250):
+    r"""Per-pixel decoder variance and squared error of a Gaussian decoder with learned sigma.
+
+    For each image ``x`` draw one code :math:`z\sim q_\phi(z\mid x)` (as training does), decode it to
+    :math:`(\mu, \log\sigma)` and return, per pixel, :math:`\sigma^2` and :math:`(x-\mu)^2`.
+
+    Args:
+        model: a VAE with ``likelihood == "gaussian"`` (``decode`` returns ``(mean, log_std)``).
+        images: ``(N, H, W, C)`` in [0, 1].
+        key: JAX PRNG key for the codes.
+
+    Returns:
+        ``(var, sq_err)``: NumPy float32 arrays of shape ``(N, H, W, C)``, in squared [0, 1] intensity units.
+    """
+    if getattr(model, "likelihood", None) != "gaussian":
+        raise ValueError(f"`model` must have a Gaussian likelihood, got {getattr(model, 'likelihood', None)!r}.")
+    images = model.check_input(images)
+    key = check_key(key)
+    batch_size = check_positive_int(batch_size, "batch_size")
+
+    @nnx.jit
+    def one(model, x, key):
+        mean, log_std = model.encode(x)
+        z = D.sample_diag_gaussian(key, mean, log_std)
+        mu, log_sigma = model.decode(z)
+        return jnp.exp(2 * log_sigma), (x - mu) ** 2
+
+    var, sq = [], []
+    for i, start in enumerate(range(0, images.shape[0], batch_size)):
+        v, s = one(model, jnp.asarray(images[start:start + batch_size]), jax.random.fold_in(key, i))
+        var.append(np.asarray(v))
+        sq.append(np.asarray(s))
+    return np.concatenate(var), np.concatenate(sq)
