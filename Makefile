@@ -49,7 +49,10 @@ lab: venv
 		> $(VENV)/share/jupyter/lab/settings/overrides.json
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) chapters/
 
+## make bench: the training-step benchmark (vae_book vs a plain JAX reference vs PyTorch eager, CPU)
 bench: venv
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pytest -q -m bench tests/test_perf_equivalence.py
 	$(PY) bench/train_step.py
 
 clean:
