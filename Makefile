@@ -8,6 +8,8 @@ PROFILE ?=
 # extra arguments for `jupyter lab`, e.g. LAB_ARGS="--no-browser --port 8890"
 LAB_ARGS ?=
 JUPYTERLAB_VERSION := 4.6.6
+# arguments for bench/train_step.py (see `python bench/train_step.py --help`)
+BENCH_ARGS ?= --depth-sweep
 
 .PHONY: book test lab bench venv clean browser site-deps site-assets
 
@@ -53,7 +55,7 @@ lab: venv
 bench: venv
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pytest -q -m bench tests/test_perf_equivalence.py
-	$(PY) bench/train_step.py
+	$(PY) bench/train_step.py $(BENCH_ARGS)
 
 clean:
 	rm -rf _build .pytest_cache test-artifacts

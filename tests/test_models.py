@@ -397,3 +397,22 @@ def test_parameter_counts_sum_to_num_params():
     assert parameter_counts(fixed)["decoder_head"] == 2 * h + h * p * p * ch + p * p * ch
     with pytest.raises(ValueError, match="`model`"):
         parameter_counts(get_model("mlp", "gaussian"))
+
+
+def test_depth_to_space_puts_channel_group_ij_at_block_offset_ij():
+    from vae_book.models.conv import depth_to_space
+
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(2, 3, 4, 4 * 5)).astype(np.float32)
+    out = np.asarray(depth_to_space(jnp.asarray(h), 2))
+    assert out.shape == (2, 6, 8, 5)
+    expected = np.empty_like(out)
+    for i in range(3):
+        for j in range(4):
+            for di in range(2):
+                for dj in range(2):
+                    g = di * 2 + dj
+                    expected[:, 2 * i + di, 2 * j + dj, :] = h[:, i, j, g * 5:(g + 1) * 5]
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(ValueError, match="multiple of block"):
+        depth_to_space(jnp.zeros((1, 2, 2, 6)), 2)

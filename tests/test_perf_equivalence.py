@@ -122,6 +122,18 @@ def test_fits_flattened_adam_is_adam():
     assert_trees_close(flat, plain, rtol=1e-6, atol=1e-9)
 
 
+def test_flush_subnormals_zeroes_subnormal_state_and_keeps_the_rest():
+    from vae_book.train import _flush_subnormals
+
+    subnormal = np.float32(1e-40)
+    assert 0 < subnormal < np.finfo(np.float32).tiny
+    state_out = jnp.asarray(np.array([subnormal, 1e-30, -subnormal, 2.0], np.float32))
+    inner = optax.GradientTransformation(lambda p: jnp.zeros(4), lambda g, s, p=None: (g, state_out))
+    updates, state = _flush_subnormals(inner).update({"w": jnp.ones(4)}, jnp.zeros(4))
+    np.testing.assert_array_equal(np.asarray(state), np.array([0.0, 1e-30, 0.0, 2.0], np.float32))
+    np.testing.assert_array_equal(np.asarray(updates["w"]), np.ones(4))
+
+
 @pytest.mark.bench
 def test_pytorch_peer_computes_the_same_loss(setup):
     """The benchmark's PyTorch peer is the same model: same loss on ported parameters and noise."""

@@ -18,6 +18,8 @@ the tests check that the last stage equals ``model.encode`` / ``model.decode`` e
 
 from __future__ import annotations
 
+import math
+
 from typing import NamedTuple
 
 import jax
@@ -169,7 +171,7 @@ def decoder_stages(model: TransformerVAE, z, *, position_embedding=None) -> list
             Stage("mean", pixels[..., :img_c], "Gaussian mean of every pixel (first C channels)"),
             Stage("raw log_std", raw, "last C channels, unconstrained"),
             Stage("log_std", bounded_log_std(raw, c.min_log_std),
-                  f"log sigma = {c.min_log_std} + softplus(raw - ({c.min_log_std})) >= {c.min_log_std}"),
+                  f"log sigma = m + softplus(raw - m) >= m = {c.min_log_std:.3f} (sigma >= {math.exp(c.min_log_std):.3g})"),
         ]
     return stages
 

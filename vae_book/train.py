@@ -88,9 +88,35 @@ def _compiler_options() -> dict | None:
     return dict(CPU_COMPILER_OPTIONS) if jax.default_backend() == "cpu" else None
 
 
+#: optimiser-state entries below the smallest normal float32 (~1.2e-38) are set to zero
+_STATE_FLUSH = float(np.finfo(np.float32).tiny)
+
+
+def _flush_subnormals(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``inner`` with subnormal entries of its state (Adam's moment estimates) flushed to zero.
+
+    A decoder whose outputs saturate (a sigma at its floor, a sigmoid near 0 or 1) has parameters with
+    vanishing gradients; their moment estimates decay into the subnormal range, where CPU arithmetic is
+    many times slower. Measured on the learned-sigma MLP VAE of chapter 9 (500-step blocks): 11-12 ms
+    per step with the flush instead of 30, and the same losses to the last printed digit. Flushing the
+    gradients instead did not help. A value below 1.2e-38 in a moment estimate changes no update.
+    """
+    def flush(tree):
+        return jax.tree.map(
+            lambda a: jnp.where(jnp.abs(a) < _STATE_FLUSH, jnp.zeros_like(a), a)
+            if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+    def update(grads, state, params=None):
+        updates, state = inner.update(grads, state, params)
+        return updates, flush(state)
+
+    return optax.GradientTransformation(inner.init, update)
+
+
 def _default_optimizer(learning_rate: float) -> optax.GradientTransformation:
-    """Adam on one flat vector of all parameters: elementwise, so the same numbers as per-array Adam."""
-    return optax.flatten(optax.adam(learning_rate))
+    """Adam on one flat vector of all parameters (elementwise, so the same numbers as per-array Adam),
+    with subnormal moment estimates flushed to zero (:func:`_flush_subnormals`)."""
+    return _flush_subnormals(optax.flatten(optax.adam(learning_rate)))
 
 
 def _all_finite(loss, grads):
