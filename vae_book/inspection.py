@@ -29,6 +29,7 @@ import numpy as np
 from flax import nnx
 
 from vae_book import distributions as D
+from vae_book.plotting import axes_row
 from vae_book._checks import check_array, check_key, check_positive_int
 from vae_book.models.base import bounded_log_std
 from vae_book.models.transformer import (
@@ -267,11 +268,7 @@ def plot_position_channels(embedding, grid: tuple[int, int], channels, axes=None
     bad = [ch for ch in channels if not 0 <= ch < e.shape[1]]
     if not channels or bad:
         raise ValueError(f"`channels` must be a non-empty list of indices in [0, {e.shape[1]}), got {channels}.")
-    if axes is None:
-        fig, axes = plt.subplots(1, len(channels), figsize=(1.9 * len(channels), 2.3), squeeze=False)
-        axes = axes[0]
-    if len(axes) != len(channels):
-        raise ValueError(f"`axes` must hold one Axes per channel ({len(channels)}), got {len(axes)}.")
+    axes = axes_row(axes, len(channels), "channel", panel_size=(1.9, 2.3))
     quarter = e.shape[1] // 4
     for ax, ch in zip(axes, channels):
         im = ax.imshow(e[:, ch].reshape(gh, gw), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")

@@ -17,6 +17,7 @@ import numpy as np
 from vae_book._checks import check_array, check_images
 
 __all__ = [
+    "axes_row",
     "image_grid",
     "show_images",
     "compare_rows",
@@ -203,11 +204,7 @@ def train_eval_curves(train: Mapping[str, Sequence], eval: Mapping[str, Sequence
     titles = list(titles) if titles is not None else keys
     if len(titles) != len(keys):
         raise ValueError(f"`titles` must have one entry per key ({len(keys)}), got {len(titles)}.")
-    if axes is None:
-        fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
-        axes = axes[0]
-    elif len(axes) != len(keys):
-        raise ValueError(f"`axes` must hold one Axes per key ({len(keys)}), got {len(axes)}.")
+    axes = axes_row(axes, len(keys), "key", panel_size=(4.2, 3.4))
     for ax, k, title in zip(axes, keys, titles):
         ax.plot(np.asarray(train[step_key]), np.asarray(train[k]), label="training batches", lw=1.2)
         ax.plot(np.asarray(eval[step_key]), np.asarray(eval[k]), "o-", ms=3.5, label="held-out images", lw=1.2)
@@ -315,3 +312,13 @@ def occupancy_grid(codes, bins: int = 20, extent=None, ax=None, *, color: str = 
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     return ax
+
+
+def axes_row(axes, n: int, per: str, *, panel_size=(4.0, 3.0)):
+    """``axes`` checked to hold ``n`` Axes (one per ``per``), or a new row of ``n`` panels if None."""
+    if axes is None:
+        _, grid = plt.subplots(1, n, figsize=(panel_size[0] * n, panel_size[1]), squeeze=False)
+        return grid[0]
+    if len(axes) != n:
+        raise ValueError(f"`axes` must hold one Axes per {per} ({n}), got {len(axes)}.")
+    return axes
