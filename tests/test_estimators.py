@@ -1,4 +1,4 @@
-"""Tests for vae_book.estimators and the closed forms added to LinearGaussianModel.
+"""Tests for vae_book.companion.estimators and the closed forms added to LinearGaussianModel.
 
 Every closed form is checked against an independent computation: Monte Carlo in float64 NumPy /
 SciPy, quadrature, finite differences or a brute-force formula.
@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from vae_book import estimators as E  # noqa: E402
+from vae_book.companion import estimators as E  # noqa: E402
 from vae_book import objectives  # noqa: E402
 from vae_book.distributions import kl_diag_gaussians  # noqa: E402
 from vae_book.models.linear import LinearGaussianModel  # noqa: E402

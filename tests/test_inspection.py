@@ -1,4 +1,4 @@
-"""vae_book.inspection: stage-by-stage runs equal the model, hand-counted parameters, position embedding."""
+"""vae_book.companion.inspection: stage-by-stage runs equal the model, hand-counted parameters, position embedding."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from vae_book import inspection
+from vae_book.companion import inspection
 from vae_book.models.transformer import (
     TransformerConfig,
     TransformerVAE,

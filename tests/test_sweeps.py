@@ -1,4 +1,4 @@
-"""vae_book.sweeps: the beta sweep, the optimal decoder of a fixed encoder, and the sweep's figures."""
+"""vae_book.companion.sweeps: the beta sweep, the optimal decoder of a fixed encoder, and the sweep's figures."""
 
 import matplotlib
 
@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 from flax import nnx  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from vae_book import sweeps  # noqa: E402
+from vae_book.companion import sweeps  # noqa: E402
 from vae_book.models.mlp import MLPConfig, MLPVAE  # noqa: E402
 from vae_book.profiles import get_profile  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Tests of vae_book.toys against independent computations (NumPy sampling, SciPy quadrature)."""
+"""Tests of vae_book.companion.toys against independent computations (NumPy sampling, SciPy quadrature)."""
 
 import math
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize, stats
 
-from vae_book import toys
+from vae_book.companion import toys
 from vae_book.distributions import kl_diag_gaussians, kl_to_standard_normal
 
 matplotlib.use("Agg")

@@ -42,6 +42,7 @@ import numpy as np
 from vae_book._checks import check_array, check_positive_int
 
 __all__ = [
+    "batch_slices",
     "Dataset",
     "DATASETS",
     "load_dataset",
@@ -748,6 +749,17 @@ def image_folder(
 # --------------------------------------------------------------------------------------------------
 # Batching and binarization
 # --------------------------------------------------------------------------------------------------
+
+
+def batch_slices(n: int, batch_size: int) -> list[slice]:
+    """Consecutive slices ``[0:b], [b:2b], ...`` covering ``range(n)`` in order (the last may be shorter).
+
+    The one batching rule of the evaluation code: every function that walks a data set in fixed
+    batches (held-out metrics, encoding, importance weights) uses these slices.
+    """
+    n = check_positive_int(n, "n")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    return [slice(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
 
 
 def _check_seed(seed, name: str = "seed") -> int:
