@@ -4,15 +4,19 @@ image-folder loader against a temporary folder, batching and binarization."""
 
 from __future__ import annotations
 
+import ast
 import colorsys
 import functools
 import gzip
 import hashlib
 import http.server
+import importlib
 import itertools
 import math
+import pkgutil
 import struct
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +28,7 @@ from vae_book.data import (
     FACTOR_NAMES,
     MNIST_FILES,
     SHAPE_NAMES,
+    SHAPE_SYMMETRY,
     Dataset,
     batches,
     binarize,
@@ -238,6 +243,25 @@ def test_shapes_rotation_respects_symmetry():
     np.testing.assert_allclose(square, render_shapes(one("square", rotation=math.pi / 2), 32), atol=1e-4)
 
 
+def test_shape_symmetry_table_matches_the_renderer_and_the_sampled_rotations():
+    assert SHAPE_SYMMETRY.dtype.kind == "i" and SHAPE_SYMMETRY.shape == (len(SHAPE_NAMES),)
+    assert not SHAPE_SYMMETRY.flags.writeable
+    for kind, k in zip(SHAPE_NAMES, SHAPE_SYMMETRY.tolist()):
+        if k == 1:  # a circle looks the same at any angle
+            turned = render_shapes(one(kind, rotation=1.0), 32)
+        else:  # a turn by 2 pi / k gives the same image, a turn by half of it does not
+            turned = render_shapes(one(kind, rotation=2 * math.pi / k), 32)
+            half = render_shapes(one(kind, rotation=math.pi / k), 32)
+            assert np.abs(half - render_shapes(one(kind, rotation=0.0), 32)).max() > 0.1, kind
+        np.testing.assert_allclose(turned, render_shapes(one(kind, rotation=0.0), 32), atol=1e-4, err_msg=kind)
+    ds = shapes(num_train=300, num_test=10, size=16, seed=1)
+    f = ds.train_factors
+    period = 2 * np.pi / SHAPE_SYMMETRY[f["shape"]]
+    circle = f["shape"] == SHAPE_NAMES.index("circle")
+    assert np.all(f["rotation"][circle] == 0.0)
+    assert np.all((f["rotation"] >= 0) & (f["rotation"] < period))
+
+
 def test_shapes_other_sizes():
     ds = shapes(num_train=20, num_test=4, size=64, seed=2)
     assert_image_contract(ds.train, (64, 64, 3))
@@ -394,21 +418,22 @@ def test_mnist_bad_arguments():
 
 
 def test_read_idx_checks_magic_and_size(tmp_path):
+    mnist_source = importlib.import_module("vae_book.data.mnist")  # the module (`data.mnist` is the loader)
     arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     good = tmp_path / "good.gz"
     good.write_bytes(idx_bytes(arr))
-    np.testing.assert_array_equal(data._read_idx(good), arr)
+    np.testing.assert_array_equal(mnist_source._read_idx(good), arr)
     plain = tmp_path / "plain"
     plain.write_bytes(gzip.decompress(idx_bytes(arr)))
-    np.testing.assert_array_equal(data._read_idx(plain), arr)
+    np.testing.assert_array_equal(mnist_source._read_idx(plain), arr)
     bad = tmp_path / "bad.gz"
     bad.write_bytes(gzip.compress(b"\x12\x34\x08\x01" + b"\x00" * 8))
     with pytest.raises(ValueError, match="magic"):
-        data._read_idx(bad)
+        mnist_source._read_idx(bad)
     short = tmp_path / "short"
     short.write_bytes(gzip.decompress(idx_bytes(arr))[:-1])
     with pytest.raises(ValueError, match="corrupt"):
-        data._read_idx(short)
+        mnist_source._read_idx(short)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -610,3 +635,48 @@ def test_binarize_dynamic():
 def test_binarize_rejects_out_of_range():
     with pytest.raises(ValueError, match=r"images.*\[0, 1\]"):
         binarize(np.array([0.0, 255.0], np.float32))
+
+
+# ------------------------------------------------------------------------------------------------
+# The package: one module per source, re-exported
+# ------------------------------------------------------------------------------------------------
+
+DATA_DIR = Path(data.__file__).parent
+
+
+def data_modules():
+    return [importlib.import_module(f"vae_book.data.{info.name}") for info in pkgutil.iter_modules([str(DATA_DIR)])]
+
+
+def test_package_re_exports_every_public_name_of_its_modules():
+    exported = set()
+    for module in data_modules():
+        assert module.__doc__ and module.__doc__.strip(), f"{module.__name__} has no docstring"
+        assert isinstance(getattr(module, "__all__", None), list), f"{module.__name__} has no __all__"
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{module.__name__}.{name}"
+            if not module.__name__.split(".")[-1].startswith("_"):
+                assert getattr(data, name) is getattr(module, name), f"vae_book.data.{name} is not {module.__name__}.{name}"
+                exported.add(name)
+    assert set(data.__all__) == exported and len(data.__all__) == len(exported)
+    # the loaders shadow the modules of the same name as attributes of the package
+    assert callable(data.mnist) and data.mnist.__module__ == "vae_book.data.mnist"
+    assert callable(data.shapes) and data.shapes.__module__ == "vae_book.data.shapes"
+
+
+def test_modules_import_one_way_and_no_private_names_of_each_other():
+    order = ["_common", "base", "mnist", "shapes", "folder", "registry", "__init__"]
+    files = sorted(p.stem for p in DATA_DIR.glob("*.py"))
+    assert files == sorted(order), f"a new module of vae_book.data must be placed in this test's order: {files}"
+    for path in DATA_DIR.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vae_book.data"):
+                target = node.module.split(".")[2] if node.module.count(".") >= 2 else "__init__"
+                assert order.index(target) < order.index(path.stem), f"{path.name} imports {node.module}"
+                if target != path.stem:
+                    private = [a.name for a in node.names if a.name.startswith("_")]
+                    assert not private, f"{path.name} imports the private names {private} of {node.module}"
+            elif isinstance(node, ast.ImportFrom) and node.module == "vae_book" and path.stem != "__init__":
+                assert "data" not in [a.name for a in node.names], f"{path.name} imports vae_book.data"
+        assert len(path.read_text().splitlines()) <= 400, f"{path.name} is longer than 400 lines"

@@ -291,7 +291,7 @@ def factor_targets(factors: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndar
         dict factor name -> ``(targets (N, k) float64, mask (N,) bool, column names)``; ``mask``
         says for which inputs the factor is defined.
     """
-    from vae_book.data import FACTOR_NAMES, SHAPE_NAMES, _SYMMETRY
+    from vae_book.data import FACTOR_NAMES, SHAPE_NAMES, SHAPE_SYMMETRY
 
     if not isinstance(factors, Mapping):
         raise ValueError(f"`factors` must be a dict of factor arrays, got {type(factors).__name__}.")
@@ -312,7 +312,7 @@ def factor_targets(factors: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndar
     out["hue"] = (np.stack([np.cos(hue_angle), np.sin(hue_angle)], 1), everywhere, ["cos hue", "sin hue"])
     for name in ("scale", "pos_x", "pos_y"):
         out[name] = (f[name].astype(np.float64)[:, None], everywhere, [name])
-    k = _SYMMETRY[shape]
+    k = SHAPE_SYMMETRY[shape]
     rot_angle = k * f["rotation"].astype(np.float64)
     out["rotation"] = (np.stack([np.cos(rot_angle), np.sin(rot_angle)], 1), k > 1,
                        ["cos k·rot", "sin k·rot"])
