@@ -82,7 +82,10 @@ def size_config(name: str) -> dict:
     if SIZES[name] is None:
         from vae_book.profiles import PROFILES
 
-        return dict(PROFILES["cpu"].transformer)
+        cpu = PROFILES["cpu"]
+        t = cpu.transformer
+        return dict(image_side=cpu.image_side, patch=t.patch, hidden=t.hidden, depth=t.depth, heads=t.heads,
+                    z_dim=t.z_dim, batch=t.batch_size)
     return dict(SIZES[name])
 
 

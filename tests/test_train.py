@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from vae_book import cache as K
 from vae_book import checkpoints as C
 from vae_book import profiles
 from vae_book.models.mlp import MLPConfig, MLPVAE
@@ -122,9 +123,9 @@ def test_corrupt_and_mismatched_checkpoints_are_refused(tmp_path):
 def test_fit_cached_trains_once_then_loads_and_retrains_a_corrupt_entry(tmp_path, images):
     kwargs = dict(steps=30, batch_size=16, progress=False)
     a = MLPVAE(CFG, rngs=nnx.Rngs(0))
-    h1, info1 = C.fit_cached(a, images, cache=tmp_path, **kwargs)
+    h1, info1 = K.fit_cached(a, images, cache=tmp_path, **kwargs)
     b = MLPVAE(CFG, rngs=nnx.Rngs(0))
-    h2, info2 = C.fit_cached(b, images, cache=tmp_path, **kwargs)
+    h2, info2 = K.fit_cached(b, images, cache=tmp_path, **kwargs)
     assert not info1["cached"] and info2["cached"] and info1["key"] == info2["key"]
     assert h1.train == h2.train
     np.testing.assert_array_equal(a.enc_out.kernel[...], b.enc_out.kernel[...])
@@ -136,14 +137,14 @@ def test_fit_cached_trains_once_then_loads_and_retrains_a_corrupt_entry(tmp_path
         (MLPVAE(CFG, rngs=nnx.Rngs(0)), images[::-1].copy(), kwargs),
         (MLPVAE(CFG, rngs=nnx.Rngs(7)), images, kwargs),
     ]:
-        keys.add(C.fit_cached(model, x, cache=tmp_path, **kw)[1]["key"])
+        keys.add(K.fit_cached(model, x, cache=tmp_path, **kw)[1]["key"])
     assert len(keys) == 5
     # A corrupt entry is reported and retrained, never used.
     params = next(tmp_path.glob(f"*{info1['key']}.msgpack"))
     params.write_bytes(b"garbage")
     c = MLPVAE(CFG, rngs=nnx.Rngs(0))
-    with pytest.warns(UserWarning, match="Retraining"):
-        _, info3 = C.fit_cached(c, images, cache=tmp_path, **kwargs)
+    with pytest.warns(UserWarning, match="cannot be used and is retrained: checkpoint .* does not match the SHA-256"):
+        _, info3 = K.fit_cached(c, images, cache=tmp_path, **kwargs)
     assert not info3["cached"]
     np.testing.assert_allclose(c.enc_out.kernel[...], a.enc_out.kernel[...], rtol=1e-5, atol=1e-6)
 
@@ -158,8 +159,12 @@ def test_profiles_choice_and_override(monkeypatch):
         profiles.get_profile()
     with pytest.raises(ValueError, match="`name` must be one of"):
         profiles.get_profile("nope")
-    gpu = profiles.get_profile("gpu").transformer
-    assert gpu == dict(image_side=64, patch=8, hidden=256, depth=4, heads=4, z_dim=64, batch=64)
+    gpu = profiles.get_profile("gpu")
+    t = gpu.transformer
+    assert (gpu.image_side, t.patch, t.hidden, t.depth, t.heads, t.z_dim, t.batch_size, t.learning_rate) == (
+        64, 8, 256, 4, 4, 64, 64, 3e-4)
+    with pytest.raises(ValueError, match="`name` must be one of 'mlp'"):
+        gpu.family("resnet")
 
 
 def test_cli_trains_and_reports(tmp_path, capsys, monkeypatch):

@@ -26,12 +26,15 @@ Data, training, caching, profiles
     batches                shuffled, seeded batch iterator
     fit                    train with Adam, progress bar, evaluation and a NaN guard
     fit_cached             fit once, then load from the trained-model cache
+    save_model, load_model a checkpoint of a model's parameters (msgpack, hashed, atomic)
     get_profile            the smoke / cpu / gpu run sizes
+    train, Run             a model of the book by family name, sized by the profile and cached
 """
 
 __version__ = "0.1.0"
 
-from vae_book.checkpoints import fit_cached, load_model, save_model  # noqa: E402
+from vae_book.cache import fit_cached  # noqa: E402
+from vae_book.checkpoints import load_model, save_model  # noqa: E402
 from vae_book.data import Dataset, batches, binarize, load_dataset  # noqa: E402
 from vae_book.distributions import (  # noqa: E402
     bernoulli_log_prob,
@@ -58,6 +61,7 @@ from vae_book.objectives import (  # noqa: E402
     vae_loss,
 )
 from vae_book.profiles import get_profile  # noqa: E402
+from vae_book.runs import Run, train  # noqa: E402
 from vae_book.train import History, fit  # noqa: E402
 
 __all__ = [
@@ -68,5 +72,5 @@ __all__ = [
     "MLPVAE", "MLPConfig", "MLPAutoencoder", "ConvVAE", "ConvConfig", "TransformerVAE", "TransformerConfig",
     "LinearGaussianModel",
     "Dataset", "load_dataset", "batches", "binarize",
-    "fit", "History", "fit_cached", "save_model", "load_model", "get_profile",
+    "fit", "History", "fit_cached", "save_model", "load_model", "get_profile", "train", "Run",
 ]

@@ -6,7 +6,12 @@
   configuration (64x64x3, patch 8, hidden 256, depth 4, 4 heads, z_dim 64, batch 64, Adam 3e-4).
 
 The choice comes from ``jax.default_backend()`` and is overridden by the ``VAE_BOOK_PROFILE``
-environment variable. Chapters never hard-code sizes: they ask :func:`get_profile`.
+environment variable. Chapters never hard-code sizes: they ask :func:`get_profile` (through
+:mod:`vae_book.runs`, which turns a profile's settings into a trained model).
+
+Each model family has its own typed settings (:class:`MLPSettings`, :class:`ConvSettings`,
+:class:`TransformerSettings`): how many steps, which batch size and step size, and the sizes of its
+model. :func:`is_static` says whether the code runs inside the static-site build.
 """
 
 from __future__ import annotations
@@ -14,17 +19,79 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax
 
-__all__ = ["Profile", "PROFILES", "get_profile", "profile_name"]
+__all__ = [
+    "RunSettings",
+    "MLPSettings",
+    "ConvSettings",
+    "TransformerSettings",
+    "Profile",
+    "PROFILES",
+    "get_profile",
+    "profile_name",
+    "is_static",
+    "ENV_VAR",
+    "STATIC_ENV_VAR",
+]
 
+#: environment variable that overrides the profile chosen from the backend
 ENV_VAR = "VAE_BOOK_PROFILE"
+#: environment variable the book build sets to ``1``: static HTML explorers, no progress bars
+STATIC_ENV_VAR = "VAE_BOOK_STATIC"
 
 #: floor of the learned decoder log sigma of the conv and transformer VAEs: sigma >= 0.1 (chapter 7,
 #: "Where to put the floor", measures why a lower floor gives blurrier reconstructions on shapes).
-_MIN_LOG_STD = math.log(0.1)
+MIN_LOG_STD = math.log(0.1)
+
+
+def is_static() -> bool:
+    """True inside the static-site build: ``VAE_BOOK_STATIC`` is ``1``/``true``/``yes``/``on``."""
+    return os.environ.get(STATIC_ENV_VAR, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How one model family trains: optimiser updates, images per update, Adam step size."""
+
+    steps: int
+    batch_size: int
+    learning_rate: float
+
+    def replace(self, **changes):
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class MLPSettings(RunSettings):
+    """The MLP VAE and the MLP autoencoder on mnist5k (28x28x1)."""
+
+    hidden: int = 500
+    z_dim: int = 20
+
+
+@dataclass(frozen=True)
+class ConvSettings(RunSettings):
+    """The convolutional VAE: channels per resolution, code size, decoder sigma floor (log sigma)."""
+
+    channels: tuple = (32, 64, 128)
+    z_dim: int = 32
+    min_log_std: float = MIN_LOG_STD
+
+
+@dataclass(frozen=True)
+class TransformerSettings(RunSettings):
+    """The transformer VAE: patch size, width, depth, heads, code size, decoder sigma floor (log sigma)."""
+
+    patch: int = 8
+    hidden: int = 256
+    depth: int = 4
+    heads: int = 4
+    z_dim: int = 64
+    min_log_std: float = MIN_LOG_STD
 
 
 @dataclass(frozen=True)
@@ -32,26 +99,21 @@ class Profile:
     """How much work a run does. All step counts are optimiser updates."""
 
     name: str
-    #: MLP VAE / autoencoder on mnist5k
-    mlp_steps: int
-    mlp_batch: int
-    #: transformer VAE: image side, patch, hidden width, depth, heads, z_dim, batch, steps
-    transformer: dict = field(default_factory=dict)
-    transformer_steps: int = 0
-    #: Adam step size of the transformer and conv VAEs
-    transformer_lr: float = 3e-4
-    #: lower bound of their learned decoder log sigma (log 0.1)
-    transformer_min_log_std: float = _MIN_LOG_STD
-    #: conv VAE (evaluation chapter's comparison)
-    conv_channels: tuple = (32, 64, 128)
-    conv_steps: int = 0
-    #: shapes dataset sizes
+    mlp: MLPSettings
+    conv: ConvSettings
+    transformer: TransformerSettings
+    #: side of the square colour images the conv and transformer VAEs train on
+    image_side: int
+    #: train the conv and transformer VAEs on the face folder of ``$VAE_BOOK_DATA`` when it is set
+    #: (else on ``shapes``)
+    faces_from_env: bool = False
+    #: the procedural ``shapes`` data set: training and held-out images
     shapes_train: int = 0
     shapes_test: int = 0
-    #: beta sweep: values and steps per value
+    #: beta sweep (chapter 9): values and steps per value
     beta_values: tuple = (0.5, 1.0, 4.0)
     beta_steps: int = 0
-    #: evaluation
+    #: evaluation: held-out metrics every ``eval_every`` steps on the first ``eval_images`` images
     eval_every: int = 100
     eval_images: int = 500
     iwae_samples: int = 100
@@ -63,22 +125,26 @@ class Profile:
     mc_samples: int = 100_000
 
     def replace(self, **changes) -> "Profile":
-        """A copy with some fields changed (e.g. ``get_profile().replace(mlp_steps=100)``)."""
+        """A copy with some fields changed (e.g. ``get_profile().replace(beta_steps=100)``)."""
         return dataclasses.replace(self, **changes)
 
+    def family(self, name: str) -> RunSettings:
+        """The run settings of model family ``name`` (``mlp``, ``autoencoder``, ``conv``, ``transformer``)."""
+        key = {"autoencoder": "mlp"}.get(name, name)
+        if key not in ("mlp", "conv", "transformer"):
+            raise ValueError(f"`name` must be one of 'mlp', 'autoencoder', 'conv', 'transformer', got {name!r}.")
+        return getattr(self, key)
 
-_FULL_TRANSFORMER = dict(image_side=64, patch=8, hidden=256, depth=4, heads=4, z_dim=64, batch=64)
 
+#: the profiles by name: ``smoke``, ``cpu``, ``gpu``
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
-        mlp_steps=30,
-        mlp_batch=64,
-        transformer=dict(image_side=16, patch=4, hidden=32, depth=1, heads=2, z_dim=8, batch=16),
-        transformer_steps=10,
-        transformer_lr=1e-3,
-        conv_channels=(8, 16),
-        conv_steps=10,
+        mlp=MLPSettings(steps=30, batch_size=64, learning_rate=3e-4),
+        conv=ConvSettings(steps=10, batch_size=16, learning_rate=1e-3, channels=(8, 16), z_dim=8),
+        transformer=TransformerSettings(steps=10, batch_size=16, learning_rate=1e-3, patch=4, hidden=32,
+                                        depth=1, heads=2, z_dim=8),
+        image_side=16,
         shapes_train=256,
         shapes_test=64,
         beta_values=(0.5, 4.0),
@@ -92,14 +158,12 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu",
-        mlp_steps=3000,
-        mlp_batch=100,
+        mlp=MLPSettings(steps=3000, batch_size=100, learning_rate=3e-4),
+        conv=ConvSettings(steps=2000, batch_size=64, learning_rate=1e-3, channels=(32, 64, 128), z_dim=32),
         # patch 8: 16 tokens instead of 64, ~4x less work per step than patch 4 (bench/train_step.py)
-        transformer=dict(image_side=32, patch=8, hidden=128, depth=2, heads=4, z_dim=32, batch=64),
-        transformer_steps=2000,
-        transformer_lr=1e-3,
-        conv_channels=(32, 64, 128),
-        conv_steps=2000,
+        transformer=TransformerSettings(steps=2000, batch_size=64, learning_rate=1e-3, patch=8, hidden=128,
+                                        depth=2, heads=4, z_dim=32),
+        image_side=32,
         shapes_train=20_000,
         shapes_test=1000,
         beta_values=(0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
@@ -113,12 +177,12 @@ PROFILES: dict[str, Profile] = {
     ),
     "gpu": Profile(
         name="gpu",
-        mlp_steps=20_000,
-        mlp_batch=100,
-        transformer=_FULL_TRANSFORMER,
-        transformer_steps=50_000,
-        conv_channels=(32, 64, 128, 256),
-        conv_steps=20_000,
+        mlp=MLPSettings(steps=20_000, batch_size=100, learning_rate=3e-4),
+        conv=ConvSettings(steps=20_000, batch_size=64, learning_rate=3e-4, channels=(32, 64, 128, 256), z_dim=64),
+        transformer=TransformerSettings(steps=50_000, batch_size=64, learning_rate=3e-4, patch=8, hidden=256,
+                                        depth=4, heads=4, z_dim=64),
+        image_side=64,
+        faces_from_env=True,
         shapes_train=50_000,
         shapes_test=2000,
         beta_values=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0),

@@ -31,9 +31,10 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from vae_book import objectives, widgets
+from vae_book import objectives
 from vae_book._checks import check_images, check_positive_int
 from vae_book.data import batches
+from vae_book.profiles import is_static
 
 __all__ = ["History", "TrainingDiverged", "fit", "evaluate", "make_train_step"]
 
@@ -74,8 +75,8 @@ class History:
         return {k: v[-1] for k, v in getattr(self, split).items() if v}
 
 
-#: Adam step size of :func:`fit` when none is given (the MLP VAE's; the transformer and conv VAEs use
-#: their profile's ``transformer_lr``).
+#: Adam step size of :func:`fit` when none is given (:mod:`vae_book.runs` always passes the profile's
+#: ``learning_rate`` of the model family).
 DEFAULT_LEARNING_RATE = 3e-4
 
 #: XLA options for the update step on CPU: LLVM -O1 instead of -O3 for the fused kernels. The step's
@@ -236,7 +237,7 @@ def fit(
         log_every: training metrics are averaged over this many steps (default steps // 100, >= 1).
         seed: seeds the batch order and the sampling keys.
         progress: show a ``tqdm`` progress bar with the running loss. Never shown in a static-site
-            build (``VAE_BOOK_STATIC=1``, see :func:`vae_book.widgets.is_static`): a page has no use
+            build (``VAE_BOOK_STATIC=1``, see :func:`vae_book.profiles.is_static`): a page has no use
             for a finished bar, and tqdm's notebook widget would make it load scripts from a CDN.
 
     Raises:
@@ -268,7 +269,7 @@ def fit(
     pending: list[dict] = []
     data = _prefetch(batches(train_images, batch_size, seed=seed))
     t0 = time.perf_counter()
-    bar = tqdm(total=steps, desc=desc or "training", disable=not progress or widgets.is_static(), leave=True)
+    bar = tqdm(total=steps, desc=desc or "training", disable=not progress or is_static(), leave=True)
     step = 0
     try:
         for step, x in zip(range(1, steps + 1), data):

@@ -18,6 +18,7 @@ from vae_book.data.base import Dataset
 
 __all__ = ["image_folder", "default_image_folder", "IMAGE_EXTENSIONS"]
 
+#: file name endings :func:`image_folder` reads (lower case)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 

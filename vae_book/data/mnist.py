@@ -103,8 +103,9 @@ def mnist5k(test_size: int = 500) -> Dataset:
 # mnist: the full data set, downloaded once and verified by hash
 # --------------------------------------------------------------------------------------------------
 
+#: where :func:`mnist` downloads the four IDX files from (any mirror serving the same bytes works)
 MNIST_BASE_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
-# SHA-256 of the four files, as listed in TensorFlow Datasets' url_checksums/mnist.txt.
+#: file name -> SHA-256 of the four files, as listed in TensorFlow Datasets' url_checksums/mnist.txt
 MNIST_FILES = {
     "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
     "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",

@@ -15,7 +15,9 @@ from vae_book.data.base import Dataset
 
 __all__ = ["shapes", "render_shapes", "SHAPE_NAMES", "FACTOR_NAMES", "SHAPE_SYMMETRY"]
 
+#: the shape classes, in the order of the ``shape`` factor's integer codes
 SHAPE_NAMES = ("square", "circle", "triangle")
+#: the generative factors of every ``shapes`` image (keys of ``Dataset.train_factors``)
 FACTOR_NAMES = ("shape", "hue", "scale", "pos_x", "pos_y", "rotation")
 
 #: Order of the rotational symmetry of each shape of :data:`SHAPE_NAMES` (square 4, circle 1,
