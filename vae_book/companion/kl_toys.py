@@ -159,9 +159,12 @@ def linear_1d_neg_elbo(mean, log_std, x, w: float, tau: float, kl_fn=D.kl_to_sta
                       + \mathrm{KL}(q\,\|\,\mathcal N(0,1)),
 
     where the KL is computed by ``kl_fn(mean, log_std)`` (pass :func:`kl_log_var_slip` to see the bug).
+    The reconstruction term is :math:`\mathbb E_q\log\mathcal N(x; wz,\tau^2)
+    = \log\mathcal N(x; w\mu,\tau^2) - w^2\sigma^2/(2\tau^2)`, its log-density from
+    :func:`vae_book.distributions.gaussian_log_prob`.
     """
     mean, log_std = jnp.asarray(mean), jnp.asarray(log_std)
-    recon = -0.5 * math.log(2 * math.pi * tau**2) - (jnp.square(x - w * mean) + w**2 * jnp.exp(2 * log_std)) / (2 * tau**2)
+    recon = D.gaussian_log_prob(x, w * mean, math.log(tau)) - w**2 * jnp.exp(2 * log_std) / (2 * tau**2)
     return kl_fn(mean, log_std) - recon
 
 
