@@ -1,23 +1,16 @@
-r"""Small, exactly computable models and the longer computations of chapters 1 and 3.
-
-Chapter 1 (latent-variable models):
+r"""Small, exactly computable latent-variable models for chapter 1 (latent-variable models).
 
 * a **curve model**, a noise-conditioned generator with a 1-D latent and 2-D data,
-  :math:`z\sim\mathcal N(0,1)`, :math:`x = f(z) + \sigma\varepsilon`, whose marginal :math:`p(x)` is
-  computed by quadrature over :math:`z` (:func:`curve_log_marginal`) and compared with a histogram
-  of samples (:func:`bin_probabilities`, :func:`histogram_tv`);
+  :math:`z\sim\mathcal N(0,1)`, :math:`x = f(z) + \sigma\varepsilon` (:func:`curve_mean`), whose
+  marginal :math:`p(x)` is computed by quadrature over :math:`z` (:func:`curve_log_marginal`) and
+  compared with a histogram of samples (:func:`bin_probabilities`, :func:`histogram_tv`);
 * the **prior Monte-Carlo estimator** :math:`\log\frac1K\sum_k p(x\mid z_k)`, :math:`z_k\sim p(z)`,
-  on :class:`~vae_book.models.linear.LinearGaussianModel` where :math:`\log p(x)` is exact
-  (:func:`prior_mc_log_marginal`, :func:`prior_chi2`, :func:`prior_mc_study`).
+  on :class:`~vae_book.models.linear.LinearGaussianModel`, where :math:`\log p(x)` is exact
+  (:func:`orthogonal_linear_model`, :func:`prior_mc_log_marginal`, :func:`prior_chi2`,
+  :func:`prior_mc_study`, :func:`plot_prior_mc_study`). The model's own methods
+  (``log_marginal``, ``posterior``, ``sample_data_numpy``) are called directly.
 
-Chapter 3 (the KL divergence):
-
-* a bimodal **mixture target** and forward / reverse KL fits of a single Gaussian on a grid
-  (:func:`mixture_log_density`, :func:`grid_kl`, :func:`fit_gaussian_kl`);
-* the **log-sigma vs log-variance slip** (:func:`kl_log_var_slip`, deliberately wrong) and the
-  1-D linear-Gaussian negative ELBO in closed form (:func:`linear_1d_neg_elbo`).
-
-Everything is in nats. Plotting helpers take plain arrays and return the Axes.
+Everything is in nats. The figure takes the study's plain arrays and returns the Figure.
 """
 
 from __future__ import annotations
@@ -28,40 +21,24 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
-from flax import nnx
 
 from vae_book import distributions as D
-from vae_book._checks import check_array, check_key, check_positive_int
+from vae_book._checks import check_array, check_positive_int
 from vae_book.models.linear import LinearGaussianModel
 
 __all__ = [
     "CURVE_NOISE_STD",
     "curve_mean",
-    "sample_curve_model",
     "curve_log_marginal",
     "bin_probabilities",
     "histogram_tv",
     "orthogonal_linear_model",
-    "linear_log_marginal",
-    "linear_posterior",
-    "sample_linear_data",
     "prior_mc_log_marginal",
     "prior_chi2",
     "prior_mc_study",
     "plot_prior_mc_study",
-    "BIMODAL",
-    "mixture_log_density",
-    "mixture_moments",
-    "grid_kl",
-    "fit_gaussian_kl",
-    "kl_landscape",
-    "kl_log_var_slip",
-    "linear_1d_neg_elbo",
-    "exact_posterior_std",
-    "slip_optimal_std",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -76,19 +53,6 @@ def curve_mean(z):
     r"""The curve model's decoder mean :math:`f(z) = (2\sin 1.2z,\ 0.8z)`: shape (...) -> (..., 2)."""
     z = jnp.asarray(z, jnp.float32)
     return jnp.stack([2.0 * jnp.sin(1.2 * z), 0.8 * z], axis=-1)
-
-
-def sample_curve_model(key, n: int, noise_std: float = CURVE_NOISE_STD):
-    r"""Ancestral sampling: :math:`z\sim\mathcal N(0,1)`, then :math:`x = f(z) + \sigma\varepsilon`.
-
-    Returns ``(z, x)`` of shapes (n,) and (n, 2).
-    """
-    key = check_key(key)
-    n = check_positive_int(n, "n")
-    kz, ke = jax.random.split(key)
-    z = jax.random.normal(kz, (n,))
-    x = curve_mean(z) + noise_std * jax.random.normal(ke, (n, 2))
-    return z, x
 
 
 @partial(jax.jit, static_argnames=("num_z",))
@@ -282,52 +246,13 @@ def prior_chi2(model: LinearGaussianModel, x):
     return log_m2 - 2.0 * log_p
 
 
-@nnx.jit
-def _exact_log_marginal(model, x):
-    return model.log_marginal(x)
-
-
-@nnx.jit
-def _exact_posterior(model, x):
-    return model.posterior(x)
-
-
-def linear_log_marginal(model: LinearGaussianModel, x):
-    r""":meth:`LinearGaussianModel.log_marginal` compiled as one function: (B,) nats as NumPy.
-
-    Same values; it only avoids compiling every operation separately, which is slow when a chapter
-    calls it for many different shapes.
-    """
-    x = check_array(jnp.asarray(x, jnp.float32), "x", shape=(None, model.data_dim))
-    return np.asarray(_exact_log_marginal(model, x), np.float64)
-
-
-def linear_posterior(model: LinearGaussianModel, x):
-    r""":meth:`LinearGaussianModel.posterior` compiled as one function: ``(mean (B, d), cov (d, d))`` as NumPy."""
-    x = check_array(jnp.asarray(x, jnp.float32), "x", shape=(None, model.data_dim))
-    mean, cov = _exact_posterior(model, x)
-    return np.asarray(mean, np.float64), np.asarray(cov, np.float64)
-
-
-def sample_linear_data(model: LinearGaussianModel, n: int, rng):
-    r"""Ancestral samples :math:`x = Wz + b + \sigma\varepsilon` of a linear-Gaussian model, in NumPy: (n, D) float32.
-
-    ``rng`` is a ``numpy.random.Generator`` or an int seed.
-    """
-    n = check_positive_int(n, "n")
-    rng = _as_rng(rng)
-    W, b, sigma = _linear_params(model)
-    z = rng.standard_normal((n, W.shape[1]))
-    return (z @ W.T + b + sigma * rng.standard_normal((n, W.shape[0]))).astype(np.float32)
-
-
 def prior_mc_study(dims, *, num_samples: int, num_points: int = 4, repeats: int = 8,
                    weight_scale: float = 2.0, noise_std: float = 0.5, seed: int = 0) -> dict:
     r"""Error of the prior Monte-Carlo estimate of :math:`\log p(x)` as the latent dimension grows.
 
     For each d in ``dims``: the model :func:`orthogonal_linear_model` (d, D = 2d), ``num_points``
-    data points :math:`x\sim p(x)`, their exact :math:`\log p(x)` from
-    :meth:`LinearGaussianModel.log_marginal`, and ``repeats`` independent estimates of each with
+    data points :math:`x\sim p(x)` (:meth:`LinearGaussianModel.sample_data_numpy`), their exact
+    :math:`\log p(x)` from :meth:`LinearGaussianModel.log_marginal`, and ``repeats`` independent estimates of each with
     ``num_samples`` prior samples (:func:`prior_mc_log_marginal`).
 
     Returns:
@@ -339,8 +264,8 @@ def prior_mc_study(dims, *, num_samples: int, num_points: int = 4, repeats: int 
     errors, esss, chis = [], [], []
     for d in dims:
         model = orthogonal_linear_model(int(d), weight_scale=weight_scale, noise_std=noise_std, seed=int(d))
-        x = sample_linear_data(model, num_points, rng)  # x ~ p(x)
-        exact = linear_log_marginal(model, x)
+        x = model.sample_data_numpy(rng, num_points)  # x ~ p(x)
+        exact = np.asarray(model.log_marginal(x), np.float64)
         runs = [prior_mc_log_marginal(model, x, rng, num_samples) for _ in range(repeats)]
         errors.append(np.stack([est - exact for est, _ in runs], axis=-1))
         esss.append(np.stack([ess for _, ess in runs], axis=-1))
@@ -399,144 +324,3 @@ def plot_prior_mc_study(study: dict, axes=None):
     ax.legend(loc="lower left")
     fig.tight_layout()
     return fig
-
-
-# --------------------------------------------------------------------------------------------
-# Chapter 3: forward vs reverse KL, and the log-sigma / log-variance slip
-# --------------------------------------------------------------------------------------------
-
-#: The bimodal target of chapter 3: weights, means and standard deviations of two Gaussians.
-BIMODAL = dict(weights=(0.6, 0.4), means=(-2.0, 2.0), stds=(0.7, 0.7))
-
-
-def mixture_log_density(x, weights, means, stds):
-    r""":math:`\log\sum_j \pi_j\,\mathcal N(x;\mu_j,\sigma_j^2)` elementwise in ``x`` (nats)."""
-    x = jnp.asarray(x, jnp.float32)
-    w, m, s = (jnp.asarray(v, jnp.float32) for v in (weights, means, stds))
-    comp = D.gaussian_log_prob(x[..., None], m, jnp.log(s)) + jnp.log(w)
-    return jax.scipy.special.logsumexp(comp, axis=-1)
-
-
-def mixture_moments(weights, means, stds):
-    r"""Mean and standard deviation of a 1-D Gaussian mixture (exact).
-
-    :math:`\mathbb E[x]=\sum_j\pi_j\mu_j`, :math:`\mathbb E[x^2]=\sum_j\pi_j(\sigma_j^2+\mu_j^2)`.
-    """
-    w, m, s = (np.asarray(v, np.float64) for v in (weights, means, stds))
-    mean = float(np.sum(w * m))
-    var = float(np.sum(w * (s**2 + m**2)) - mean**2)
-    return mean, math.sqrt(var)
-
-
-def grid_kl(log_p, log_q, dx):
-    r""":math:`\mathrm{KL}(p\,\|\,q)\approx\sum_i p(x_i)\,(\log p(x_i) - \log q(x_i))\,\Delta x` on a uniform grid.
-
-    Args:
-        log_p, log_q: log-densities on the same grid points, shape (N,). dx: grid spacing.
-    """
-    log_p, log_q = jnp.asarray(log_p), jnp.asarray(log_q)
-    return jnp.sum(jnp.exp(log_p) * (log_p - log_q)) * dx
-
-
-def _gaussian_grid_kl(params, log_target, grid, direction):
-    """KL between N(params[0], exp(params[1])^2) and the target on the grid, in the given direction."""
-    dx = grid[1] - grid[0]
-    log_q = D.gaussian_log_prob(grid, params[0], params[1])
-    if direction == "forward":
-        return grid_kl(log_target, log_q, dx)
-    return grid_kl(log_q, log_target, dx)
-
-
-@partial(jax.jit, static_argnames=("direction", "steps", "learning_rate"))
-def _fit_scan(params, log_target, grid, direction, steps, learning_rate):
-    opt = optax.adam(learning_rate)
-    loss = partial(_gaussian_grid_kl, log_target=log_target, grid=grid, direction=direction)
-
-    def step(carry, _):
-        p, state = carry
-        value, g = jax.value_and_grad(loss)(p)
-        updates, state = opt.update(g, state, p)
-        return (optax.apply_updates(p, updates), state), value
-
-    (params, _), history = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
-    value, g = jax.value_and_grad(loss)(params)
-    return params, value, jnp.linalg.norm(g), history
-
-
-def fit_gaussian_kl(log_target, grid, direction: str, init_mean: float, init_log_std: float, *,
-                    steps: int = 1500, learning_rate: float = 0.05):
-    r"""Fit :math:`q=\mathcal N(m, e^{2s})` to a 1-D target by minimising a KL on a grid with Adam.
-
-    Both KLs are computed with :func:`grid_kl` on the grid (which must cover both densities) and
-    differentiated with ``jax.grad`` with respect to :math:`(m, s)`, :math:`s=\log\sigma`.
-
-    Args:
-        log_target: target log-density on ``grid`` (N,). grid: equally spaced points (N,).
-        direction: ``"forward"`` minimises :math:`\mathrm{KL}(p\|q)` (mass-covering),
-            ``"reverse"`` minimises :math:`\mathrm{KL}(q\|p)` (mode-seeking).
-        init_mean, init_log_std: the starting :math:`m` and :math:`s`.
-
-    Returns:
-        dict with ``mean``, ``log_std``, ``kl`` (final value, nats), ``grad_norm`` (final gradient
-        norm) and ``history`` (KL per step, (steps,)).
-    """
-    if direction not in ("forward", "reverse"):
-        raise ValueError(f"`direction` must be 'forward' or 'reverse', got {direction!r}.")
-    grid = check_array(jnp.asarray(grid, jnp.float32), "grid", ndim=1)
-    log_target = check_array(jnp.asarray(log_target, jnp.float32), "log_target", shape=grid.shape)
-    steps = check_positive_int(steps, "steps")
-    params = jnp.array([init_mean, init_log_std], jnp.float32)
-    params, value, gnorm, history = _fit_scan(params, log_target, grid, direction, steps, float(learning_rate))
-    return dict(mean=float(params[0]), log_std=float(params[1]), kl=float(value),
-                grad_norm=float(gnorm), history=np.asarray(history))
-
-
-def kl_landscape(log_target, grid, direction: str, means, log_stds):
-    r"""The grid KL of :func:`fit_gaussian_kl` on a mesh of parameters: array (len(log_stds), len(means))."""
-    if direction not in ("forward", "reverse"):
-        raise ValueError(f"`direction` must be 'forward' or 'reverse', got {direction!r}.")
-    grid = jnp.asarray(grid, jnp.float32)
-    log_target = jnp.asarray(log_target, jnp.float32)
-    mm, ss = jnp.meshgrid(jnp.asarray(means, jnp.float32), jnp.asarray(log_stds, jnp.float32))
-    params = jnp.stack([mm.ravel(), ss.ravel()], axis=-1)
-    f = jax.jit(jax.vmap(partial(_gaussian_grid_kl, log_target=log_target, grid=grid, direction=direction)))
-    return np.asarray(f(params)).reshape(mm.shape)
-
-
-def kl_log_var_slip(mean, log_std):
-    r"""**Deliberately wrong**: the closed-form KL to N(0, 1) fed :math:`\log\sigma` where it wants :math:`\log\sigma^2`.
-
-    The log-variance formula :math:`\tfrac12(e^{v} + \mu^2 - 1 - v)` with :math:`v=\log\sigma^2`
-    evaluated at :math:`v = s = \log\sigma` gives :math:`\tfrac12(e^{s} + \mu^2 - 1 - s)`
-    = :math:`\tfrac12(\sigma + \mu^2 - 1 - \log\sigma)` instead of the true
-    :math:`\tfrac12(\sigma^2 + \mu^2 - 1 - 2\log\sigma)`. Shown in chapter 3 as a warning.
-    """
-    mean, log_std = jnp.asarray(mean), jnp.asarray(log_std)
-    return 0.5 * (jnp.exp(log_std) + jnp.square(mean) - 1.0 - log_std)
-
-
-def linear_1d_neg_elbo(mean, log_std, x, w: float, tau: float, kl_fn=D.kl_to_standard_normal):
-    r"""Negative ELBO of the 1-D model :math:`z\sim\mathcal N(0,1)`, :math:`x\mid z\sim\mathcal N(wz,\tau^2)`, in closed form.
-
-    With :math:`q=\mathcal N(\mu,\sigma^2)`:
-
-    .. math::
-        -\mathcal L = \tfrac12\log 2\pi\tau^2 + \frac{(x - w\mu)^2 + w^2\sigma^2}{2\tau^2}
-                      + \mathrm{KL}(q\,\|\,\mathcal N(0,1)),
-
-    where the KL is computed by ``kl_fn(mean, log_std)`` (pass :func:`kl_log_var_slip` to see the bug).
-    """
-    mean, log_std = jnp.asarray(mean), jnp.asarray(log_std)
-    recon = -0.5 * math.log(2 * math.pi * tau**2) - (jnp.square(x - w * mean) + w**2 * jnp.exp(2 * log_std)) / (2 * tau**2)
-    return kl_fn(mean, log_std) - recon
-
-
-def exact_posterior_std(a):
-    r"""Posterior standard deviation :math:`1/\sqrt{1+a}` of the 1-D linear-Gaussian model, :math:`a = w^2/\tau^2`."""
-    return 1.0 / np.sqrt(1.0 + np.asarray(a, np.float64))
-
-
-def slip_optimal_std(a):
-    r"""The :math:`\sigma` that minimises the negative ELBO with the slipped KL: :math:`(\sqrt{1+8a}-1)/(4a)`."""
-    a = np.asarray(a, np.float64)
-    return (np.sqrt(1.0 + 8.0 * a) - 1.0) / (4.0 * a)

@@ -192,3 +192,24 @@ class LinearGaussianModel(nnx.Module):
         z = jax.random.normal(kz, (n, self.z_dim))
         mean, log_std = self.decode(z)
         return mean + jnp.exp(log_std) * jax.random.normal(kx, mean.shape)
+
+    def sample_data_numpy(self, rng, n: int) -> np.ndarray:
+        r"""Draw n points :math:`x = Wz + b + \sigma\varepsilon \sim p(x)` with NumPy: (n, D) float32.
+
+        The same distribution as :meth:`sample_data`, drawn from a NumPy generator instead of a JAX
+        key (in float64, rounded to float32 at the end): nothing is compiled, so a study over many
+        models of different sizes pays no compilation per shape, and it shares one ``rng`` stream with
+        NumPy Monte Carlo (chapter 1). The draw is :math:`z` (n, k) first, then :math:`\varepsilon` (n, D).
+
+        Args:
+            rng: a ``numpy.random.Generator`` (advanced in place) or an int seed. n: number of points.
+        """
+        n = check_positive_int(n, "n")
+        if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+            rng = np.random.default_rng(int(rng))
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"`rng` must be a numpy Generator or an int seed, got {type(rng).__name__} {rng!r}.")
+        W, b = np.asarray(self.W[...], np.float64), np.asarray(self.b[...], np.float64)
+        sigma = float(np.exp(np.asarray(self.log_sigma[...], np.float64)))
+        z = rng.standard_normal((n, self.z_dim))
+        return (z @ W.T + b + sigma * rng.standard_normal((n, self.data_dim))).astype(np.float32)

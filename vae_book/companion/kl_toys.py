@@ -1,0 +1,179 @@
+r"""Forward and reverse KL fits and the log-sigma / log-variance slip, for chapter 3 (the KL divergence).
+
+* a bimodal **mixture target** (:data:`BIMODAL`, :func:`mixture_log_density`,
+  :func:`mixture_moments`) and forward / reverse KL fits of a single Gaussian to it on a grid
+  (:func:`grid_kl`, :func:`fit_gaussian_kl`, :func:`kl_landscape`);
+* the **log-sigma vs log-variance slip** (:func:`kl_log_var_slip`, deliberately wrong) and the
+  1-D linear-Gaussian negative ELBO in closed form (:func:`linear_1d_neg_elbo`), with the optimal
+  encoder standard deviations of both (:func:`exact_posterior_std`, :func:`slip_optimal_std`).
+
+Everything is in nats; a Gaussian is given by ``mean`` and ``log_std`` = :math:`\log\sigma`.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vae_book import distributions as D
+from vae_book._checks import check_array, check_positive_int
+
+__all__ = [
+    "BIMODAL",
+    "mixture_log_density",
+    "mixture_moments",
+    "grid_kl",
+    "fit_gaussian_kl",
+    "kl_landscape",
+    "kl_log_var_slip",
+    "linear_1d_neg_elbo",
+    "exact_posterior_std",
+    "slip_optimal_std",
+]
+
+#: The bimodal target of chapter 3: weights, means and standard deviations of two Gaussians.
+BIMODAL = dict(weights=(0.6, 0.4), means=(-2.0, 2.0), stds=(0.7, 0.7))
+
+
+def mixture_log_density(x, weights, means, stds):
+    r""":math:`\log\sum_j \pi_j\,\mathcal N(x;\mu_j,\sigma_j^2)` elementwise in ``x`` (nats)."""
+    x = jnp.asarray(x, jnp.float32)
+    w, m, s = (jnp.asarray(v, jnp.float32) for v in (weights, means, stds))
+    comp = D.gaussian_log_prob(x[..., None], m, jnp.log(s)) + jnp.log(w)
+    return jax.scipy.special.logsumexp(comp, axis=-1)
+
+
+def mixture_moments(weights, means, stds):
+    r"""Mean and standard deviation of a 1-D Gaussian mixture (exact).
+
+    :math:`\mathbb E[x]=\sum_j\pi_j\mu_j`, :math:`\mathbb E[x^2]=\sum_j\pi_j(\sigma_j^2+\mu_j^2)`.
+    """
+    w, m, s = (np.asarray(v, np.float64) for v in (weights, means, stds))
+    mean = float(np.sum(w * m))
+    var = float(np.sum(w * (s**2 + m**2)) - mean**2)
+    return mean, math.sqrt(var)
+
+
+def grid_kl(log_p, log_q, dx):
+    r""":math:`\mathrm{KL}(p\,\|\,q)\approx\sum_i p(x_i)\,(\log p(x_i) - \log q(x_i))\,\Delta x` on a uniform grid.
+
+    Args:
+        log_p, log_q: log-densities on the same grid points, shape (N,). dx: grid spacing.
+    """
+    log_p, log_q = jnp.asarray(log_p), jnp.asarray(log_q)
+    return jnp.sum(jnp.exp(log_p) * (log_p - log_q)) * dx
+
+
+def _gaussian_grid_kl(params, log_target, grid, direction):
+    """KL between N(params[0], exp(params[1])^2) and the target on the grid, in the given direction."""
+    dx = grid[1] - grid[0]
+    log_q = D.gaussian_log_prob(grid, params[0], params[1])
+    if direction == "forward":
+        return grid_kl(log_target, log_q, dx)
+    return grid_kl(log_q, log_target, dx)
+
+
+@partial(jax.jit, static_argnames=("direction", "steps", "learning_rate"))
+def _fit_scan(params, log_target, grid, direction, steps, learning_rate):
+    opt = optax.adam(learning_rate)
+    loss = partial(_gaussian_grid_kl, log_target=log_target, grid=grid, direction=direction)
+
+    def step(carry, _):
+        p, state = carry
+        value, g = jax.value_and_grad(loss)(p)
+        updates, state = opt.update(g, state, p)
+        return (optax.apply_updates(p, updates), state), value
+
+    (params, _), history = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    value, g = jax.value_and_grad(loss)(params)
+    return params, value, jnp.linalg.norm(g), history
+
+
+def fit_gaussian_kl(log_target, grid, direction: str, init_mean: float, init_log_std: float, *,
+                    steps: int = 1500, learning_rate: float = 0.05):
+    r"""Fit :math:`q=\mathcal N(m, e^{2s})` to a 1-D target by minimising a KL on a grid with Adam.
+
+    Both KLs are computed with :func:`grid_kl` on the grid (which must cover both densities) and
+    differentiated with ``jax.grad`` with respect to :math:`(m, s)`, :math:`s=\log\sigma`.
+
+    Args:
+        log_target: target log-density on ``grid`` (N,). grid: equally spaced points (N,).
+        direction: ``"forward"`` minimises :math:`\mathrm{KL}(p\|q)` (mass-covering),
+            ``"reverse"`` minimises :math:`\mathrm{KL}(q\|p)` (mode-seeking).
+        init_mean, init_log_std: the starting :math:`m` and :math:`s`.
+
+    Returns:
+        dict with ``mean``, ``log_std``, ``kl`` (final value, nats), ``grad_norm`` (final gradient
+        norm) and ``history`` (KL per step, (steps,)).
+    """
+    if direction not in ("forward", "reverse"):
+        raise ValueError(f"`direction` must be 'forward' or 'reverse', got {direction!r}.")
+    grid = check_array(jnp.asarray(grid, jnp.float32), "grid", ndim=1)
+    log_target = check_array(jnp.asarray(log_target, jnp.float32), "log_target", shape=grid.shape)
+    steps = check_positive_int(steps, "steps")
+    params = jnp.array([init_mean, init_log_std], jnp.float32)
+    params, value, gnorm, history = _fit_scan(params, log_target, grid, direction, steps, float(learning_rate))
+    return dict(mean=float(params[0]), log_std=float(params[1]), kl=float(value),
+                grad_norm=float(gnorm), history=np.asarray(history))
+
+
+def kl_landscape(log_target, grid, direction: str, means, log_stds):
+    r"""The grid KL of :func:`fit_gaussian_kl` on a mesh of parameters: array (len(log_stds), len(means))."""
+    if direction not in ("forward", "reverse"):
+        raise ValueError(f"`direction` must be 'forward' or 'reverse', got {direction!r}.")
+    grid = jnp.asarray(grid, jnp.float32)
+    log_target = jnp.asarray(log_target, jnp.float32)
+    mm, ss = jnp.meshgrid(jnp.asarray(means, jnp.float32), jnp.asarray(log_stds, jnp.float32))
+    params = jnp.stack([mm.ravel(), ss.ravel()], axis=-1)
+    f = jax.jit(jax.vmap(partial(_gaussian_grid_kl, log_target=log_target, grid=grid, direction=direction)))
+    return np.asarray(f(params)).reshape(mm.shape)
+
+
+def kl_log_var_slip(mean, log_std):
+    r"""**Deliberately wrong**: the closed-form KL to N(0, 1) fed :math:`\log\sigma` where it wants :math:`\log\sigma^2`.
+
+    The log-variance formula :math:`\tfrac12(e^{v} + \mu^2 - 1 - v)` with :math:`v=\log\sigma^2`
+    evaluated at :math:`v = s = \log\sigma` gives :math:`\tfrac12(e^{s} + \mu^2 - 1 - s)`
+    = :math:`\tfrac12(\sigma + \mu^2 - 1 - \log\sigma)` instead of the true
+    :math:`\tfrac12(\sigma^2 + \mu^2 - 1 - 2\log\sigma)`. Shown in chapter 3 as a warning.
+
+    Computed as the library's :func:`vae_book.distributions.kl_to_standard_normal` at
+    ``log_std / 2``: reading :math:`s` as :math:`\log\sigma^2` is the same as claiming the standard
+    deviation :math:`e^{s/2}`.
+    """
+    return D.kl_to_standard_normal(mean, 0.5 * jnp.asarray(log_std))
+
+
+def linear_1d_neg_elbo(mean, log_std, x, w: float, tau: float, kl_fn=D.kl_to_standard_normal):
+    r"""Negative ELBO of the 1-D model :math:`z\sim\mathcal N(0,1)`, :math:`x\mid z\sim\mathcal N(wz,\tau^2)`, in closed form.
+
+    With :math:`q=\mathcal N(\mu,\sigma^2)`:
+
+    .. math::
+        -\mathcal L = \tfrac12\log 2\pi\tau^2 + \frac{(x - w\mu)^2 + w^2\sigma^2}{2\tau^2}
+                      + \mathrm{KL}(q\,\|\,\mathcal N(0,1)),
+
+    where the KL is computed by ``kl_fn(mean, log_std)`` (pass :func:`kl_log_var_slip` to see the bug).
+    The reconstruction term is :math:`\mathbb E_q\log\mathcal N(x; wz,\tau^2)
+    = \log\mathcal N(x; w\mu,\tau^2) - w^2\sigma^2/(2\tau^2)`, its log-density from
+    :func:`vae_book.distributions.gaussian_log_prob`.
+    """
+    mean, log_std = jnp.asarray(mean), jnp.asarray(log_std)
+    recon = D.gaussian_log_prob(x, w * mean, math.log(tau)) - w**2 * jnp.exp(2 * log_std) / (2 * tau**2)
+    return kl_fn(mean, log_std) - recon
+
+
+def exact_posterior_std(a):
+    r"""Posterior standard deviation :math:`1/\sqrt{1+a}` of the 1-D linear-Gaussian model, :math:`a = w^2/\tau^2`."""
+    return 1.0 / np.sqrt(1.0 + np.asarray(a, np.float64))
+
+
+def slip_optimal_std(a):
+    r"""The :math:`\sigma` that minimises the negative ELBO with the slipped KL: :math:`(\sqrt{1+8a}-1)/(4a)`."""
+    a = np.asarray(a, np.float64)
+    return (np.sqrt(1.0 + 8.0 * a) - 1.0) / (4.0 * a)
