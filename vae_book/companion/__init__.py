@@ -5,9 +5,10 @@ Each module's docstring names the chapter that uses it. Nothing here is re-expor
 exposition, and the core library (models, objectives, training, evaluation, latent analysis)
 does not depend on them.
 
-* :mod:`vae_book.companion.toys` — chapters 1 and 3: toy latent-variable models and KL pictures;
+* :mod:`vae_book.companion.toys` — chapter 1: toy latent-variable models;
+* :mod:`vae_book.companion.kl_toys` — chapter 3: the KL divergence's pictures and toy fits;
 * :mod:`vae_book.companion.estimators` — chapters 4 and 5: Monte-Carlo studies of the ELBO and of
-  gradient estimators;
+  gradient estimators; :mod:`vae_book.companion.estimator_figures` draws their results;
 * :mod:`vae_book.companion.inspection` — chapter 7: the transformer VAE's stages, step by step;
 * :mod:`vae_book.companion.sweeps` — chapter 9: the beta sweep.
 """
