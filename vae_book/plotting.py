@@ -47,13 +47,16 @@ def image_grid(images, ncols: int | None = None, pad: int = 1, pad_value: float 
     return out
 
 
-def _imshow(ax, grid):
+def _imshow(ax, grid, extent=None):
+    """Draw an image (H, W, C) in [0, 1], grey or RGB; without an ``extent`` (data coordinates), without ticks."""
+    kw = dict(interpolation="nearest", extent=extent)
     if grid.shape[-1] == 1:
-        ax.imshow(grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.imshow(grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0, **kw)
     else:
-        ax.imshow(np.clip(grid, 0.0, 1.0), interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
+        ax.imshow(np.clip(grid, 0.0, 1.0), **kw)
+    if extent is None:
+        ax.set_xticks([])
+        ax.set_yticks([])
 
 
 def show_images(images, ncols: int | None = None, title: str | None = None, ax=None):
@@ -133,11 +136,7 @@ def manifold_grid(decode, z1_range, z2_range, n: int = 15, ax=None, *, title: st
     grid = image_grid(images, ncols=n, pad=0)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))
-    kw = dict(extent=(z1[0], z1[-1], z2[-1], z2[0]), interpolation="nearest")
-    if grid.shape[-1] == 1:
-        ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=1, **kw)
-    else:
-        ax.imshow(np.clip(grid, 0, 1), **kw)
+    _imshow(ax, grid, extent=(z1[0], z1[-1], z2[-1], z2[0]))
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     if title:

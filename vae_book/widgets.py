@@ -137,6 +137,20 @@ def _check_values(values, n: int, name: str = "values") -> list[str]:
     return out
 
 
+def _check_explorer(frames, values, label, title, scale, start, max_bytes):
+    """The arguments shared by every explorer, checked: frames, value texts, label, title, scale, start, max_bytes."""
+    frames = _check_frames(frames)
+    n = frames.shape[0]
+    texts = _check_values(values, n)
+    label = _check_text(label, "label", allow_none=False)
+    title = _check_text(title, "title")
+    scale = _check_scale(scale)
+    max_bytes = check_positive_int(max_bytes, "max_bytes")
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < n:
+        raise ValueError(f"`start` must be an integer in [0, {n - 1}] (a frame index), got {start!r}.")
+    return frames, texts, label, title, scale, start, max_bytes
+
+
 # --------------------------------------------------------------------------------------------------
 # PNG encoding
 
@@ -234,15 +248,9 @@ def explorer_html(frames, values=None, *, label: str = "frame", title: str | Non
         An HTML fragment (a ``<div>`` and an inline ``<script>``) with element ids unique to this
         call, no external resources and no ``http`` URL.
     """
-    frames = _check_frames(frames)
+    frames, texts, label, title, scale, start, max_bytes = _check_explorer(
+        frames, values, label, title, scale, start, max_bytes)
     n, h, w, _ = frames.shape
-    texts = _check_values(values, n)
-    label = _check_text(label, "label", allow_none=False)
-    title = _check_text(title, "title")
-    scale = _check_scale(scale)
-    max_bytes = check_positive_int(max_bytes, "max_bytes")
-    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < n:
-        raise ValueError(f"`start` must be an integer in [0, {n - 1}] (a frame index), got {start!r}.")
     uris, shown = _encode_within_budget(frames, texts, max_bytes)
     if len(uris) != n:  # subsampled: start at the closest kept frame
         start = int(round(start * (len(uris) - 1) / max(n - 1, 1)))
@@ -321,15 +329,9 @@ def live_explorer(frames, values=None, *, label: str = "frame", title: str | Non
     ``ipywidgets`` package (``pip install "vae-book[widgets]"``). ``max_bytes`` is accepted for
     symmetry with the static explorer and ignored: nothing is embedded in a page.
     """
-    frames = _check_frames(frames)
+    frames, texts, label, title, scale, start, _ = _check_explorer(
+        frames, values, label, title, scale, start, max_bytes)
     n, h, w, _ = frames.shape
-    texts = _check_values(values, n)
-    label = _check_text(label, "label", allow_none=False)
-    title = _check_text(title, "title")
-    scale = _check_scale(scale)
-    check_positive_int(max_bytes, "max_bytes")
-    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < n:
-        raise ValueError(f"`start` must be an integer in [0, {n - 1}] (a frame index), got {start!r}.")
     try:
         import ipywidgets as widgets
     except ImportError as exc:  # pragma: no cover - depends on the environment
