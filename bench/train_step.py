@@ -47,7 +47,7 @@ from flax import nnx  # noqa: E402
 import vae_book.models.transformer as T  # noqa: E402
 from reference import ReferenceVAE, make_reference_step  # noqa: E402
 from vae_book import objectives  # noqa: E402
-from vae_book.train import _default_optimizer, _prefetch, make_train_step  # noqa: E402
+from vae_book.train import default_optimizer, make_train_step, prefetch  # noqa: E402
 
 try:
     import torch
@@ -180,7 +180,7 @@ class VaeBookPeer(Peer):
         model = T.TransformerVAE(config, rngs=nnx.Rngs(seed))
         self.num_params = model.num_params()
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        optimizer = _default_optimizer(LEARNING_RATE)
+        optimizer = default_optimizer(LEARNING_RATE)
         opt_state = optimizer.init(params)
         step = make_train_step(graphdef, rest, objectives.vae_loss, optimizer)
         key = jax.random.key(seed)
@@ -286,12 +286,12 @@ def input_pipeline(config, batch: int, steps: int, block: int = 5, seed: int = 0
     train = shapes(num_train=max(8 * batch, 2048), num_test=16, size=side, seed=seed).train
     model = T.TransformerVAE(config, rngs=nnx.Rngs(seed))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    optimizer = _default_optimizer(LEARNING_RATE)
+    optimizer = default_optimizer(LEARNING_RATE)
     opt_state = optimizer.init(params)
     train_step = make_train_step(graphdef, rest, objectives.vae_loss, optimizer)
     key = jax.random.key(seed)
     fixed = jax.device_put(train[:batch])
-    stream = _prefetch(batches(train, batch, seed=seed))
+    stream = prefetch(batches(train, batch, seed=seed))
     state = [params, opt_state, jnp.asarray(-1)]
     i = 0
 
@@ -337,7 +337,7 @@ def depth_sweep(depths=(2, 4, 8)) -> list:
             try:
                 model = T.TransformerVAE(config, rngs=nnx.Rngs(0))
                 graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-                optimizer = _default_optimizer(LEARNING_RATE)
+                optimizer = default_optimizer(LEARNING_RATE)
                 step = make_train_step(graphdef, rest, objectives.vae_loss, optimizer)
                 args = (params, optimizer.init(params), x, jax.random.key(0), 1, jnp.asarray(-1))
                 lowered, (tw, tc) = _timed(lambda: step.lower(*args))

@@ -1,4 +1,4 @@
-"""vae_book.evaluation: bits per dimension, discretisation, importance-weighted estimates, active units."""
+"""vae_book.evaluation: bits per dimension, discretisation, importance-weighted estimates, rate, active units."""
 
 import math
 from dataclasses import dataclass
@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 from scipy import special, stats
 
-from vae_book import evaluation
+from vae_book import evaluation, latent, objectives
 from vae_book.models.base import VAE
 from vae_book.models.mlp import MLPConfig, MLPVAE
 
@@ -125,23 +125,36 @@ def test_group_estimates_and_divisors():
     np.testing.assert_array_equal(evaluation.log_spaced_divisors(8), [1, 2, 4, 8])
 
 
-def test_active_units_and_kl_per_dim():
+def test_latent_activity_of_an_encoded_set_sums_to_the_rate_and_evaluate_counts_its_active_units():
     model = _tiny_mlp()
     w = np.asarray(model.enc_out.kernel[...]).copy()
     w[:, 0] = 0.0  # the posterior mean of unit 0 no longer depends on x
     model.enc_out.kernel[...] = jnp.asarray(w)
     x = (np.random.default_rng(0).uniform(size=(64, 4, 4, 1)) > 0.5).astype(np.float32)
-    count, var = evaluation.active_units(model, x, threshold=1e-6, batch_size=16)
-    mean, log_std = model.encode(jnp.asarray(x))
-    np.testing.assert_allclose(var, np.var(np.asarray(mean, np.float64), axis=0), rtol=1e-5, atol=1e-12)
-    assert var[0] < 1e-12 and count == int(np.sum(var > 1e-6)) and count <= 2
-    kl = evaluation.kl_per_dim(model, x, batch_size=16)
+    act = latent.latent_activity(*latent.encode(model, x, batch_size=16))
     rate, _ = evaluation.rate_distortion(model, x, jax.random.key(0))
-    assert kl.shape == (3,) and kl.sum() == pytest.approx(rate, rel=1e-5)
+    assert act["kl"].shape == (3,) and act["kl"].sum() == pytest.approx(rate, rel=1e-5)
+    assert act["mean_var"][0] < 1e-12 and not act["active"][0]
     # the bound used in the book: mean KL of a unit >= half the variance of its posterior mean
-    assert np.all(kl >= 0.5 * var - 1e-9)
-    with pytest.raises(ValueError, match="threshold"):
-        evaluation.active_units(model, x, threshold=0)
+    assert np.all(act["kl"] >= 0.5 * act["mean_var"] - 1e-9)
+    ev = evaluation.evaluate(model, x, jax.random.key(1), name="m", dataset="d", num_samples=2, repeats=2,
+                             batch_size=16)
+    assert ev.active_units == int(act["active"].sum()) and ev.active_units <= 2
+    assert ev.rate == pytest.approx(rate, rel=1e-5)  # the analytic KL does not depend on the draw
+
+
+def test_dataset_log_weights_are_the_objectives_weights_batch_by_batch():
+    model = _tiny_mlp()
+    x = (np.random.default_rng(2).uniform(size=(10, 4, 4, 1)) > 0.5).astype(np.float32)
+    key = jax.random.key(3)
+    lw = evaluation.dataset_log_weights(model, x, key, 5, chunk_size=2, batch_size=4)
+    assert lw.shape == (5, 10) and lw.dtype == np.float64
+    for i, sl in enumerate([slice(0, 4), slice(4, 8), slice(8, 10)]):  # data.batch_slices(10, 4)
+        ref = objectives.log_importance_weights(model, jnp.asarray(x[sl]), jax.random.fold_in(key, i), 5,
+                                                chunk_size=2)
+        np.testing.assert_allclose(lw[:, sl], np.asarray(ref, np.float64), rtol=1e-6)
+    with pytest.raises(ValueError, match="num_samples"):
+        evaluation.dataset_log_weights(model, x, key, 0)
 
 
 def test_iwae_and_evaluate_are_exact_for_the_exact_posterior():

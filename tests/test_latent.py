@@ -134,8 +134,13 @@ def test_latent_activity_matches_a_direct_computation():
     np.testing.assert_allclose(act["mean_var"], mean.var(0))
     np.testing.assert_allclose(act["posterior_var"], np.exp(2 * log_std).mean(0))
     assert list(act["order"][:1]) == [0] and act["kl"][1] == 0.0  # an unused dimension has zero KL
+    np.testing.assert_array_equal(act["active"], mean.var(0) > 0.01)
+    assert list(act["active"]) == [True, False, True, False]
+    assert list(latent.latent_activity(mean, log_std, threshold=1e-5)["active"]) == [True, False, True, True]
     with pytest.raises(ValueError, match="log_std"):
         latent.latent_activity(mean, log_std[:, :3])
+    with pytest.raises(ValueError, match="threshold"):
+        latent.latent_activity(mean, log_std, threshold=0)
 
 
 def test_traverse_layout_and_values():

@@ -119,10 +119,6 @@ def test_score_function_with_baseline_is_unbiased_and_lower_variance():
     assert float(gm1.var()) < 0.5 * float(gm0.var())
 
 
-def test_bits_per_dim():
-    assert float(O.nats_to_bits_per_dim(784 * np.log(2), 784)) == pytest.approx(1.0)
-
-
 def test_bad_beta_and_num_samples_are_refused(small_vae):
     model, x = small_vae
     with pytest.raises(ValueError, match="`beta`"):

@@ -21,10 +21,6 @@ def test_image_grid_places_each_image_in_its_cell():
 
 
 def test_plots_have_labels():
-    h = {"step": [1, 2, 3], "loss": [3.0, 2.0, 1.0], "kl": [0.1, 0.2, 0.3]}
-    ax = P.training_curves(h, ["loss", "kl"])
-    assert ax.get_xlabel() == "training step" and ax.get_ylabel() == "nats per image"
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["loss", "kl"]
     ax = P.latent_scatter(np.random.default_rng(0).normal(size=(30, 2)).astype(np.float32),
                           labels=np.arange(30) % 3)
     assert ax.get_xlabel() == "$z_1$" and len(ax.get_legend().get_texts()) == 3
@@ -37,8 +33,10 @@ def test_plots_have_labels():
 def test_bad_input_is_refused_with_the_argument_name():
     with pytest.raises(ValueError, match="`images` must be images of layout"):
         P.image_grid(np.zeros((4, 28 * 28), np.float32))
-    with pytest.raises(ValueError, match="`history` has no"):
-        P.training_curves({"step": [1]}, ["loss"])
+    with pytest.raises(ValueError, match="`distortions` must have shape"):
+        P.rate_distortion(np.array([1.0, 2.0]), np.array([3.0]))
+    with pytest.raises(ValueError, match="`point_labels`"):
+        P.rate_distortion(np.array([1.0, 2.0]), np.array([3.0, 1.0]), point_labels=["a"])
     with pytest.raises(ValueError, match="`codes` must have shape"):
         P.latent_scatter(np.zeros((5, 3), np.float32))
     with pytest.raises(ValueError, match="same shape"):
@@ -106,4 +104,19 @@ def test_occupancy_grid_shades_exactly_the_empty_cells():
         P.occupancy_grid(np.zeros((3, 3), np.float32))
     with pytest.raises(ValueError, match="`extent` must be"):
         P.occupancy_grid(codes, extent=((1, 0), (0, 1)))
+    plt.close("all")
+
+
+def test_rate_distortion_draws_the_points_their_labels_and_lines_of_equal_elbo():
+    rates, dists = np.array([10.0, 4.0, 1.0]), np.array([80.0, 90.0, 100.0])
+    ax = P.rate_distortion(rates, dists, point_labels=["a", "b", "c"], label="sweep", extra={"other": (2.0, 95.0)})
+    curve = ax.lines[0]
+    np.testing.assert_allclose(curve.get_xdata(), rates)
+    np.testing.assert_allclose(curve.get_ydata(), dists)
+    assert [t.get_text() for t in ax.texts] == ["a", "b", "c"]
+    best = ax.lines[1]  # the line of equal ELBO through the best point: D + R = min(D + R) = 90
+    np.testing.assert_allclose(best.get_xdata() + best.get_ydata(), 90.0)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["sweep", "equal ELBO: D + R = const", "other"]
+    assert "rate" in ax.get_xlabel() and "distortion" in ax.get_ylabel()
     plt.close("all")

@@ -33,6 +33,11 @@ def test_sweep_measures_each_run(sweep):
         assert p.elbo == pytest.approx(-(p.rate + p.distortion))
         assert p.kl_per_dim.shape == (z_dim,) and p.kl_per_dim.sum() == pytest.approx(p.rate, rel=1e-4)
         assert 0 <= p.active_units <= z_dim and p.active_units == int(np.sum(p.unit_variances > 0.01))
+        # one encoder pass gives both statistics: they match a direct computation from the encoder
+        mean, log_std = (np.asarray(a, np.float64) for a in p.run.model.encode(jnp.asarray(p.run.test_images)))
+        np.testing.assert_allclose(p.unit_variances, mean.var(0), rtol=1e-4, atol=1e-10)
+        kl = 0.5 * (np.exp(2 * log_std) + mean**2 - 1 - 2 * log_std)
+        np.testing.assert_allclose(p.kl_per_dim, kl.mean(0), rtol=1e-4, atol=1e-8)
         assert p.reconstructions.shape == (4, 28, 28, 1) and p.samples.shape == (4, 28, 28, 1)
         assert p.run.settings["beta"] == p.beta and p.run.settings["steps"] == 2
     frames = sweep.frames()
@@ -41,6 +46,8 @@ def test_sweep_measures_each_run(sweep):
     assert m[1, 0] == pytest.approx(sweep.distortions[1] + 0.5 * sweep.rates[1])
     assert len(sweep.table()) == 2
     assert sweep.point(2.0) is sweep.points[1]
+    assert sweep.kl_per_dim.shape == sweep.unit_variances.shape == (2, 4)
+    np.testing.assert_array_equal(sweep.unit_variances[1], sweep.points[1].unit_variances)
     with pytest.raises(ValueError, match="beta"):
         sweep.point(3.0)
 
@@ -68,14 +75,21 @@ def test_posterior_weights_against_scipy():
 
 
 def test_plots_have_labels(sweep):
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3))
-    sweeps.plot_rate_distortion(axes[0], sweep, extra={"other": (1.0, 100.0)})
-    sweeps.plot_active_units(axes[1], sweep, thresholds=(0.01, 0.1), z_dim=20)
-    sweeps.plot_kl_per_dim(axes[2:], sweep, [0.5, 2.0], thresholds=(0.01, 0.1))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+    ax = sweeps.plot_active_units(axes[0], sweep.betas, sweep.unit_variances, sweep.rates, thresholds=(0.01, 0.1),
+                                  z_dim=20)
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), sweep.active)  # the 0.01 line is the active-unit count
+    sweeps.plot_kl_per_dim(axes[1:], sweep.betas, sweep.kl_per_dim, sweep.unit_variances, sweep.rates,
+                           thresholds=(0.01, 0.1))
     for ax in axes:
         assert ax.get_xlabel() and ax.get_ylabel()
+    heights = [bar.get_height() for bar in axes[2].patches]
+    np.testing.assert_allclose(heights, np.sort(sweep.points[1].kl_per_dim)[::-1])  # sorted, largest first
+    assert axes[2].get_title().startswith("β = 2:")
     with pytest.raises(ValueError, match="axes"):
-        sweeps.plot_kl_per_dim(axes[:1], sweep, [0.5, 2.0])
+        sweeps.plot_kl_per_dim(axes[:1], sweep.betas, sweep.kl_per_dim, sweep.unit_variances, sweep.rates)
+    with pytest.raises(ValueError, match="unit_variances"):
+        sweeps.plot_active_units(axes[0], sweep.betas, sweep.unit_variances[:1], sweep.rates)
     plt.close(fig)
 
 

@@ -13,7 +13,7 @@ from vae_book import cache as K
 from vae_book import checkpoints as C
 from vae_book import profiles
 from vae_book.models.mlp import MLPConfig, MLPVAE
-from vae_book.train import TrainingDiverged, evaluate, fit
+from vae_book.train import TrainingDiverged, fit, mean_metrics
 
 CFG = MLPConfig(image_shape=(6, 6, 1), hidden=32, z_dim=3, likelihood="bernoulli")
 
@@ -30,7 +30,7 @@ def images():
 
 def test_fit_lowers_the_held_out_loss_and_logs_everything(images):
     model = MLPVAE(CFG, rngs=nnx.Rngs(0))
-    before = evaluate(model, images[:128], jax.random.key(0))
+    before = mean_metrics(model, images[:128], jax.random.key(0))
     h = fit(model, images[128:], steps=300, batch_size=32, learning_rate=3e-3, eval_images=images[:128],
             eval_every=100, progress=False)
     after = h.last("eval")

@@ -121,23 +121,6 @@ def test_live_explorer_updates_the_image_when_the_slider_moves():
     assert "pixelated" in image.value
 
 
-def test_traversal_and_interpolation_frames():
-    def decode(z):  # (N, 2) -> (N, 2, 2, 1): pixel (0, 0) shows sigmoid(z[:, 0])
-        z = np.asarray(z)
-        img = np.zeros((z.shape[0], 2, 2, 1), np.float32)
-        img[:, 0, 0, 0] = 1 / (1 + np.exp(-z[:, 0]))
-        img[:, 1, 1, 0] = 1 / (1 + np.exp(-z[:, 1]))
-        return img
-
-    values = np.linspace(-2, 2, 5)
-    f = widgets.traversal_frames(decode, np.array([0.0, 1.0]), 0, values)
-    assert f.shape == (5, 2, 2, 1)
-    np.testing.assert_allclose(f[:, 0, 0, 0], 1 / (1 + np.exp(-values)), rtol=1e-6)
-    np.testing.assert_allclose(f[:, 1, 1, 0], 1 / (1 + np.exp(-1.0)), rtol=1e-6)
-    g = widgets.interpolation_frames(decode, np.array([0.0, 0.0]), np.array([2.0, -2.0]), num=3)
-    np.testing.assert_allclose(g[:, 0, 0, 0], 1 / (1 + np.exp(-np.array([0.0, 1.0, 2.0]))), rtol=1e-6)
-
-
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -167,17 +150,6 @@ def test_bad_inputs_are_refused_naming_the_argument(kwargs, match):
 
 
 def test_bad_inputs_to_helpers_are_refused(monkeypatch):
-    ok = lambda z: np.zeros((len(z), 2, 2, 1), np.float32)  # noqa: E731
-    with pytest.raises(ValueError, match="`dim`"):
-        widgets.traversal_frames(ok, np.zeros(2), 2, [0.0, 1.0])
-    with pytest.raises(ValueError, match="`decode`"):
-        widgets.traversal_frames("nope", np.zeros(2), 0, [0.0, 1.0])
-    with pytest.raises(ValueError, match="`decode`"):
-        widgets.traversal_frames(lambda z: np.zeros((1, 2, 2, 1)), np.zeros(2), 0, [0.0, 1.0])
-    with pytest.raises(ValueError, match="`z_end`"):
-        widgets.interpolation_frames(ok, np.zeros(2), np.zeros(3))
-    with pytest.raises(ValueError, match="`num`"):
-        widgets.interpolation_frames(ok, np.zeros(2), np.ones(2), num=1)
     with pytest.raises(ValueError, match="`image`"):
         widgets.png_bytes(np.zeros((2, 2), np.float32))
     monkeypatch.delenv("VAE_BOOK_STATIC", raising=False)

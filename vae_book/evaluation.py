@@ -10,10 +10,13 @@ tightens towards :math:`\log p_\theta(x)` as K grows; one draw of the K samples 
 of it. This module turns those estimates into the numbers a paper reports, with their spread over
 repeated estimates:
 
-* :func:`log_importance_weights` — the K log weights of every held-out image, in batches;
+* :func:`dataset_log_weights` — the K log weights of every held-out image, in batches (a driver of
+  :func:`vae_book.objectives.log_importance_weights`, the one definition of a log weight);
 * :func:`iwae_curve` — the estimate for several K from one set of draws (disjoint groups);
 * :func:`evaluate` — one model on one held-out set: ELBO, :math:`\mathcal L_K` ± spread, rate,
   distortion, active units, bits per dimension; :func:`comparison_table` puts several in a table.
+
+Per-dimension KL and active units have one home, :func:`vae_book.latent.latent_activity`.
 
 Units. Log-likelihoods are **nats per image** (summed over pixels). **Bits per dimension** are
 ``-log P(x) / (D ln 2)`` of a *discrete* probability ``P``. A Bernoulli likelihood on binary pixels
@@ -27,6 +30,10 @@ already gives one. A Gaussian likelihood gives a *density* on :math:`[0,1]^D`; f
 so bits per dimension are :math:`-\log p(x)/(D\ln2) + \log_2(L-1)` (see :func:`bits_per_dim`; the
 convention of writing :math:`\log_2 256 = 8` comes from scaling integers by 1/256 instead of 1/255 and
 differs by :math:`\log_2(256/255)\approx 0.0056` bits per dimension).
+
+Length: about 450 lines, over the package's 400-line guide, because the units (quantisation,
+bits per dimension, the discretized Gaussian) and the estimators reported in them are defined
+together here, the one place chapter 10's numbers come from.
 """
 
 from __future__ import annotations
@@ -40,10 +47,9 @@ import numpy as np
 from flax import nnx
 from scipy import special
 
-from vae_book import distributions as D
-from vae_book import latent
-from vae_book import objectives
+from vae_book import latent, objectives
 from vae_book._checks import check_array, check_images, check_key, check_positive_int
+from vae_book.data import batch_slices
 
 __all__ = [
     "bin_width",
@@ -51,10 +57,8 @@ __all__ = [
     "is_quantized",
     "bits_per_dim",
     "discretized_gaussian_log_prob",
-    "active_units",
-    "kl_per_dim",
     "rate_distortion",
-    "log_importance_weights",
+    "dataset_log_weights",
     "group_estimates",
     "log_spaced_divisors",
     "IWAECurve",
@@ -148,43 +152,8 @@ def discretized_gaussian_log_prob(x, mean, log_std, *, levels: int = 256):
 
 
 # --------------------------------------------------------------------------------------------------
-# encoder statistics: active units, KL per dimension, rate and distortion
+# rate and distortion
 # --------------------------------------------------------------------------------------------------
-
-
-def _batches(n: int, batch_size: int):
-    return [slice(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
-
-
-def active_units(model, images, *, threshold: float = 0.01, batch_size: int = 250):
-    r"""Count the active latent units (Burda et al. 2016): :math:`\operatorname{Var}_x(\mathbb E_q[z_u])` > ``threshold``.
-
-    A unit whose posterior mean does not move with the input carries no information about it: the
-    decoder cannot use it. Variances are over ``images`` (population variance, ``ddof=0``).
-
-    Returns:
-        ``(count, variances)``: the number of active units and the (z_dim,) variances.
-    """
-    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or threshold <= 0:
-        raise ValueError(f"`threshold` must be a positive number, got {threshold!r}.")
-    images = check_images(images, "images")
-    if images.shape[0] < 2:
-        raise ValueError(f"`images` must hold at least 2 images to measure a variance, got {images.shape[0]}.")
-    mean, _ = latent.encode(model, images, batch_size=batch_size)
-    variances = np.asarray(mean, np.float64).var(axis=0)
-    return int(np.sum(variances > threshold)), variances
-
-
-def kl_per_dim(model, images, *, batch_size: int = 250) -> np.ndarray:
-    r"""The KL of each latent dimension, :math:`\mathrm{KL}(q(z_u\mid x)\,\Vert\,\mathcal N(0,1))`, averaged over ``images``.
-
-    Returns a (z_dim,) array in nats.
-
-    The sum over dimensions is the rate (the average KL term of the ELBO).
-    """
-    images = check_images(images, "images")
-    mean, log_std = latent.encode(model, images, batch_size=batch_size)
-    return latent._kl_to_standard_normal(mean, log_std).mean(axis=0)
 
 
 @nnx.jit
@@ -208,7 +177,7 @@ def rate_distortion(model, images, key, *, num_samples: int = 1, batch_size: int
     batch_size = check_positive_int(batch_size, "batch_size")
     recon_sum, kl_sum = 0.0, 0.0
     for s in range(num_samples):
-        for i, sl in enumerate(_batches(images.shape[0], batch_size)):
+        for i, sl in enumerate(batch_slices(images.shape[0], batch_size)):
             recon, kl = _elbo_terms(model, jnp.asarray(images[sl]), jax.random.fold_in(key, s * 100_003 + i))
             recon_sum += float(np.sum(np.asarray(recon, np.float64)))
             kl_sum += float(np.sum(np.asarray(kl, np.float64)))
@@ -216,16 +185,30 @@ def rate_distortion(model, images, key, *, num_samples: int = 1, batch_size: int
     return kl_sum / n, -recon_sum / n
 
 
+def _repeated_rate_distortion(model, images, key, repeats: int, batch_size: int):
+    """``repeats`` held-out (rate, distortion) pairs with independent keys, as two (repeats,) arrays."""
+    pairs = [rate_distortion(model, images, jax.random.fold_in(key, 7_000_003 + r), batch_size=batch_size)
+             for r in range(repeats)]
+    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+def _spread(values) -> float:
+    """Standard deviation (ddof=1) of repeated estimates; NaN for a single one."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
 # --------------------------------------------------------------------------------------------------
 # importance-weighted estimates
 # --------------------------------------------------------------------------------------------------
 
 
-def log_importance_weights(model, images, key, num_samples: int, *, chunk_size: int = 64,
-                           batch_size: int = 100) -> np.ndarray:
-    r"""Log importance weights :math:`\log p(x\mid z_k) + \log p(z_k) - \log q(z_k\mid x)` of every image.
+def dataset_log_weights(model, images, key, num_samples: int, *, chunk_size: int = 64,
+                        batch_size: int = 100) -> np.ndarray:
+    r"""The ``num_samples`` log importance weights of every image of a data set, as float64 NumPy.
 
-    Calls :func:`vae_book.objectives.log_importance_weights` on batches of ``batch_size`` images
+    Calls :func:`vae_book.objectives.log_importance_weights` (the one definition of
+    :math:`\log w_k = \log p(x\mid z_k) + \log p(z_k) - \log q(z_k\mid x)`) on the batches of
+    :func:`vae_book.data.batch_slices`, ``batch_size`` images
     (each with its own key, folded from ``key``), drawing ``chunk_size`` samples at a time, so memory
     stays bounded for large models.
 
@@ -238,7 +221,7 @@ def log_importance_weights(model, images, key, num_samples: int, *, chunk_size: 
     chunk_size = check_positive_int(chunk_size, "chunk_size")
     batch_size = check_positive_int(batch_size, "batch_size")
     out = []
-    for i, sl in enumerate(_batches(images.shape[0], batch_size)):
+    for i, sl in enumerate(batch_slices(images.shape[0], batch_size)):
         lw = objectives.log_importance_weights(model, jnp.asarray(images[sl]), jax.random.fold_in(key, i),
                                                num_samples, chunk_size=min(chunk_size, num_samples))
         out.append(np.asarray(lw, np.float64))
@@ -298,7 +281,7 @@ def iwae_curve(model, images, key, ks, *, repeats: int = 4, chunk_size: int = 64
                batch_size: int = 100) -> IWAECurve:
     r"""The importance-weighted estimate of the held-out log-likelihood for each K in ``ks``, with its spread.
 
-    Draws ``repeats * max(ks)`` log weights per image (:func:`log_importance_weights`) and, for each
+    Draws ``repeats * max(ks)`` log weights per image (:func:`dataset_log_weights`) and, for each
     K, splits them into ``repeats * max(ks) / K`` disjoint groups (:func:`group_estimates`). Each
     group gives one estimate of the held-out average :math:`\frac1N\sum_i \mathcal L_K(x_i)`; the
     curve reports their mean and standard deviation. Every K must divide ``max(ks)``. The ELBO is
@@ -314,24 +297,21 @@ def iwae_curve(model, images, key, ks, *, repeats: int = 4, chunk_size: int = 64
     if any(k_max % k for k in ks):
         raise ValueError(f"every K in `ks` must divide max(ks) = {k_max}, got {list(ks)}.")
     images = check_images(images, "images")
-    log_w = log_importance_weights(model, images, key, repeats * k_max, chunk_size=chunk_size,
-                                   batch_size=batch_size)
+    log_w = dataset_log_weights(model, images, key, repeats * k_max, chunk_size=chunk_size,
+                                batch_size=batch_size)
     means, stds, per_image, counts, ests = [], [], [], [], []
     for k in ks:
         g = group_estimates(log_w, int(k))  # (G, N)
         avg = g.mean(axis=1)
         means.append(avg.mean())
-        stds.append(avg.std(ddof=1) if len(avg) > 1 else np.nan)
+        stds.append(_spread(avg))
         per_image.append(g.std(axis=0, ddof=1).mean() if len(g) > 1 else np.nan)
         counts.append(len(avg))
         ests.append(g)
-    elbos = []
-    for r in range(repeats):
-        rate, dist = rate_distortion(model, images, jax.random.fold_in(key, 7_000_003 + r), batch_size=batch_size)
-        elbos.append(-(rate + dist))
+    rates, dists = _repeated_rate_distortion(model, images, key, repeats, batch_size)
+    elbos = -(rates + dists)
     return IWAECurve(ks=ks, mean=np.array(means), std=np.array(stds), per_image_std=np.array(per_image),
-                     num_estimates=np.array(counts), elbo=float(np.mean(elbos)),
-                     elbo_std=float(np.std(elbos, ddof=1)) if repeats > 1 else float("nan"),
+                     num_estimates=np.array(counts), elbo=float(np.mean(elbos)), elbo_std=_spread(elbos),
                      num_images=int(images.shape[0]), estimates=ests)
 
 
@@ -358,7 +338,7 @@ class Evaluation:
     log_px_std: float  #: its spread over repeats
     rate: float  #: mean KL(q(z|x) || p(z))
     distortion: float  #: mean -E_q log p(x|z)
-    active_units: int  #: units with Var_x(E_q[z_u]) > 0.01
+    active_units: int  #: units with Var_x(E_q[z_u]) > 0.01 (:func:`vae_book.latent.latent_activity`)
     z_dim: int
     num_params: int = 0
     seconds: float = 0.0  #: wall time of the evaluation
@@ -426,24 +406,19 @@ def evaluate(model, images, key, *, name: str, dataset: str, num_samples: int, r
             raise ValueError(f"`images` must lie on the grid of {levels} levels k/{levels - 1}; "
                              f"call evaluation.quantize(images, {levels}) first.")
     if estimates is None:
-        log_w = log_importance_weights(model, x, key, repeats * num_samples, chunk_size=chunk_size,
-                                       batch_size=batch_size)
+        log_w = dataset_log_weights(model, x, key, repeats * num_samples, chunk_size=chunk_size,
+                                    batch_size=batch_size)
         groups = group_estimates(log_w, num_samples)  # (repeats, N)
     else:
         groups = np.asarray(check_array(estimates, "estimates", shape=(repeats, x.shape[0])), np.float64)
     lk = groups.mean(axis=1)  # (repeats,)
-    rates, dists = [], []
-    for r in range(repeats):
-        rate, dist = rate_distortion(model, x, jax.random.fold_in(key, 7_000_003 + r), batch_size=batch_size)
-        rates.append(rate)
-        dists.append(dist)
-    elbos = -(np.array(rates) + np.array(dists))
-    au, _ = active_units(model, x, batch_size=batch_size)
-    sd = (lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"))
+    rates, dists = _repeated_rate_distortion(model, x, key, repeats, batch_size)
+    elbos = -(rates + dists)
+    au = int(latent.latent_activity(*latent.encode(model, x, batch_size=batch_size))["active"].sum())
     return Evaluation(
         name=name, dataset=dataset, likelihood=model.likelihood, num_images=int(x.shape[0]),
         num_dims=int(np.prod(x.shape[1:])), num_samples=num_samples, repeats=repeats, levels=levels,
-        elbo=float(elbos.mean()), elbo_std=sd(elbos), log_px=float(lk.mean()), log_px_std=sd(lk),
+        elbo=float(elbos.mean()), elbo_std=_spread(elbos), log_px=float(lk.mean()), log_px_std=_spread(lk),
         rate=float(np.mean(rates)), distortion=float(np.mean(dists)), active_units=au, z_dim=int(model.z_dim),
         num_params=int(model.num_params()) if hasattr(model, "num_params") else 0,
         seconds=time.perf_counter() - t0, per_image=groups.mean(axis=0),

@@ -17,6 +17,10 @@ r"""Exploring a latent space: interpolation paths, single-dimension traversals, 
 Codes are NumPy/JAX arrays of shape ``(..., d)``; apart from :func:`encode` and :func:`decode_mean`
 everything here computes in float64 NumPy and returns float32 codes (what a decoder takes) or
 float64 statistics.
+
+Length: a little over the package's 400-line guide, because the factor probes need their
+target encoding (circular and categorical factors, masks) and the paths need their special cases
+(parallel, antipodal, zero codes), each documented where it is handled.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from vae_book import distributions as D
 from vae_book._checks import check_array, check_positive_int
+from vae_book.data import batch_slices
 
 
 @nnx.jit
@@ -42,12 +48,12 @@ def _decode_mean(model, z):
 
 
 def _batched(fn, model, arrays, batch_size):
-    """Apply ``fn(model, batch)`` over the first axis in equal-size batches (the last one padded,
-    so the jitted function compiles once); returns the concatenated NumPy outputs."""
+    """Apply ``fn(model, batch)`` over the batches of :func:`vae_book.data.batch_slices`, the last one
+    padded to full size (so the jitted function compiles once); returns the concatenated NumPy outputs."""
     n = arrays.shape[0]
     outs = []
-    for i in range(0, n, batch_size):
-        chunk = arrays[i:i + batch_size]
+    for sl in batch_slices(n, batch_size):
+        chunk = arrays[sl]
         m = chunk.shape[0]
         if m < batch_size and n > batch_size:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - m, axis=0)])
@@ -188,31 +194,30 @@ def slerp(z0, z1, t, *, eps: float = 1e-9):
     return (norm * direction).astype(np.float32)
 
 
-def _kl_to_standard_normal(mean: np.ndarray, log_std: np.ndarray) -> np.ndarray:
-    r""":math:`\mathrm{KL}(\mathcal N(\mu, \sigma^2)\,\Vert\,\mathcal N(0, 1))` elementwise, in float64 NumPy.
-
-    ``log_std`` is :math:`\log\sigma`, so :math:`\sigma^2 = e^{2\log\sigma}` and the KL is
-    :math:`\tfrac12(\sigma^2 + \mu^2 - 1) - \log\sigma`.
-    """
-    mu, ls = np.asarray(mean, np.float64), np.asarray(log_std, np.float64)
-    return 0.5 * (np.exp(2 * ls) + mu**2 - 1.0) - ls
+#: Burda et al.'s (2016) threshold on :math:`\operatorname{Var}_x(\mathbb E_q[z_u])` above which a unit is active.
+ACTIVE_THRESHOLD = 0.01
 
 
-def latent_activity(mean, log_std) -> dict[str, np.ndarray]:
+def latent_activity(mean, log_std, *, threshold: float = ACTIVE_THRESHOLD) -> dict[str, np.ndarray]:
     r"""How much a VAE uses each latent dimension, from the posteriors of a data set.
+
+    The one home of the per-dimension KL and the active-unit count: pass the output of
+    :func:`encode` (one encoder pass over the data).
 
     Args:
         mean, log_std: posterior parameters ``(N, d)`` of :math:`q_\phi(z\mid x_n)` for N inputs.
+        threshold: the variance of the posterior mean above which a unit counts as active.
 
     Returns:
-        A dict of ``(d,)`` float64 arrays:
+        A dict of ``(d,)`` arrays (float64 unless said otherwise):
 
         * ``kl`` — :math:`\frac1N\sum_n \mathrm{KL}(q(z_j\mid x_n)\,\Vert\,\mathcal N(0,1))`, nats per
-          input; the per-dimension terms sum to the average KL term of the ELBO;
+          input; the per-dimension terms sum to the average KL term of the ELBO (the rate);
         * ``posterior_var`` — average posterior variance :math:`\frac1N\sum_n\sigma_{nj}^2` (close to
           1 for an unused dimension, whose posterior is the prior);
-        * ``mean_var`` — variance over the data of the posterior mean :math:`\mu_{nj}`, the
-          "activity" of Burda et al. (close to 0 for an unused dimension);
+        * ``mean_var`` — variance over the data of the posterior mean :math:`\mu_{nj}` (population
+          variance), the "activity" of Burda et al. (close to 0 for an unused dimension);
+        * ``active`` — bool, ``mean_var > threshold``; ``active.sum()`` is the number of active units;
         * ``order`` — dimension indices sorted by decreasing ``kl`` (an int array).
     """
     mu = np.asarray(check_array(mean, "mean", ndim=2, finite=True), np.float64)
@@ -221,11 +226,16 @@ def latent_activity(mean, log_std) -> dict[str, np.ndarray]:
         raise ValueError(f"`mean` and `log_std` must have the same shape, got {mu.shape} and {ls.shape}.")
     if mu.shape[0] < 2:
         raise ValueError(f"`mean` needs at least 2 rows (inputs) to measure a variance, got {mu.shape[0]}.")
-    kl_dim = _kl_to_standard_normal(mu, ls).mean(axis=0)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
+        raise ValueError(f"`threshold` must be a positive number, got {threshold!r}.")
+    with jax.enable_x64(True):  # the one KL formula, evaluated in float64 like the rest of the statistics
+        kl_dim = np.asarray(D.kl_to_standard_normal(mu, ls), np.float64).mean(axis=0)
+    mean_var = mu.var(axis=0)
     return {
         "kl": kl_dim,
         "posterior_var": np.exp(2 * ls).mean(axis=0),
-        "mean_var": mu.var(axis=0),
+        "mean_var": mean_var,
+        "active": mean_var > threshold,
         "order": np.argsort(-kl_dim, kind="stable"),
     }
 
@@ -240,8 +250,9 @@ def traverse(decode: Callable, z0, dims, values) -> np.ndarray:
         values: ``(T,)`` values each swept dimension is set to (the others stay at ``z0``).
 
     Returns:
-        ``(len(dims), T, H, W, C)`` float32 images; ``[i, t]`` decodes ``z0`` with ``z0[dims[i]] = values[t]``
-        (the layout :func:`vae_book.widgets.latent_explorer` takes).
+        ``(len(dims), T, H, W, C)`` float32 images; ``[i, t]`` decodes ``z0`` with ``z0[dims[i]] = values[t]``.
+        ``out[i]`` are the frames of a :func:`vae_book.widgets.show` explorer of dimension ``dims[i]``;
+        for all dimensions at once, tile each ``out[:, t]`` with :func:`vae_book.plotting.image_grid`.
     """
     if not callable(decode):
         raise ValueError(f"`decode` must be a function from codes (M, d) to images, got {type(decode).__name__}.")
@@ -260,12 +271,6 @@ def traverse(decode: Callable, z0, dims, values) -> np.ndarray:
     if images.ndim != 4 or images.shape[0] != codes.shape[0] * codes.shape[1]:
         raise ValueError(f"`decode` must return images (M, H, W, C) for M codes, got shape {images.shape}.")
     return images.reshape(len(dims), len(vals), *images.shape[1:])
-
-
-#: The circular factors of :func:`vae_book.data.shapes` and how to turn them into angles:
-#: ``hue`` has period 1; ``rotation`` has period 2 pi / k with k the shape's rotational symmetry
-#: (square 4, triangle 3), and is undefined for circles (k = 1 in the data module, rotation always 0).
-SHAPES_CIRCULAR = ("hue", "rotation")
 
 
 def factor_targets(factors: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:

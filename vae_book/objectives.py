@@ -37,7 +37,6 @@ __all__ = [
     "iwae_bound",
     "pathwise_grad",
     "score_function_grad",
-    "nats_to_bits_per_dim",
 ]
 
 
@@ -233,8 +232,3 @@ def score_function_grad(f, key, mean, log_std, num_samples: int, *, baseline: fl
         return g_mean, g_log_std
     return g_mean.mean(0), g_log_std.mean(0)
 
-
-def nats_to_bits_per_dim(nats_per_example, num_dims: int):
-    r"""Convert a negative log-likelihood in nats per example to bits per dimension: :math:`\frac{\text{nats}}{D\,\ln 2}`."""
-    num_dims = check_positive_int(num_dims, "num_dims")
-    return jnp.asarray(nats_per_example) / (num_dims * math.log(2.0))

@@ -1,5 +1,5 @@
 """Figures from plain arrays: image grids, training curves, latent scatter plots, manifold grids,
-prior contours, overlaid histograms and occupancy grids of 2-D codes.
+prior contours, overlaid histograms, occupancy grids of 2-D codes and rate–distortion curves.
 
 Every function takes NumPy/JAX arrays (never a model), draws on a Matplotlib ``Axes`` (a new figure
 if ``ax`` is None) with labelled axes, and returns the ``Axes`` (or ``Figure`` for multi-panel
@@ -21,13 +21,13 @@ __all__ = [
     "image_grid",
     "show_images",
     "compare_rows",
-    "training_curves",
     "latent_scatter",
     "manifold_grid",
     "train_eval_curves",
     "prior_contours",
     "histograms",
     "occupancy_grid",
+    "rate_distortion",
 ]
 
 
@@ -47,13 +47,16 @@ def image_grid(images, ncols: int | None = None, pad: int = 1, pad_value: float 
     return out
 
 
-def _imshow(ax, grid):
+def _imshow(ax, grid, extent=None):
+    """Draw an image (H, W, C) in [0, 1], grey or RGB; without an ``extent`` (data coordinates), without ticks."""
+    kw = dict(interpolation="nearest", extent=extent)
     if grid.shape[-1] == 1:
-        ax.imshow(grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.imshow(grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0, **kw)
     else:
-        ax.imshow(np.clip(grid, 0.0, 1.0), interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
+        ax.imshow(np.clip(grid, 0.0, 1.0), **kw)
+    if extent is None:
+        ax.set_xticks([])
+        ax.set_yticks([])
 
 
 def show_images(images, ncols: int | None = None, title: str | None = None, ax=None):
@@ -95,32 +98,6 @@ def compare_rows(rows: Mapping[str, object], ax=None, col_labels: Sequence[str] 
     return ax
 
 
-def training_curves(history: Mapping[str, Sequence], keys: Sequence[str], *, step_key: str = "step",
-                    ax=None, ylabel: str = "nats per image", title: str | None = None, logy: bool = False):
-    """Plot ``history[k]`` against ``history[step_key]`` for each k in ``keys`` on one Axes.
-
-    ``history`` is a dict of equal-length sequences (e.g. the train or eval history of
-    :func:`vae_book.train.fit`). Missing keys raise ValueError listing the available ones.
-    """
-    missing = [k for k in (*keys, step_key) if k not in history]
-    if missing:
-        raise ValueError(f"`history` has no {missing}; available keys: {sorted(history)}.")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
-    steps = np.asarray(history[step_key])
-    for k in keys:
-        ax.plot(steps, np.asarray(history[k]), label=k)
-    ax.set_xlabel("training step")
-    ax.set_ylabel(ylabel)
-    if logy:
-        ax.set_yscale("log")
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return ax
-
-
 def latent_scatter(codes, labels=None, ax=None, *, title: str | None = None, s: float = 4.0,
                    label_name: str = "digit"):
     """Scatter 2-D codes (N, 2) coloured by integer ``labels`` (N,), with a legend per class."""
@@ -159,11 +136,7 @@ def manifold_grid(decode, z1_range, z2_range, n: int = 15, ax=None, *, title: st
     grid = image_grid(images, ncols=n, pad=0)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))
-    kw = dict(extent=(z1[0], z1[-1], z2[-1], z2[0]), interpolation="nearest")
-    if grid.shape[-1] == 1:
-        ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=1, **kw)
-    else:
-        ax.imshow(np.clip(grid, 0, 1), **kw)
+    _imshow(ax, grid, extent=(z1[0], z1[-1], z2[-1], z2[0]))
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     if title:
@@ -322,3 +295,46 @@ def axes_row(axes, n: int, per: str, *, panel_size=(4.0, 3.0)):
     if len(axes) != n:
         raise ValueError(f"`axes` must hold one Axes per {per} ({n}), got {len(axes)}.")
     return axes
+
+
+def rate_distortion(rates, distortions, ax=None, *, point_labels: Sequence[str] | None = None,
+                    label: str | None = None, elbo_lines: bool = True, extra: Mapping | None = None):
+    """A rate–distortion curve: one point per model, joined in the order given, with lines of equal ELBO.
+
+    Args:
+        rates, distortions: (P,) held-out rate R and distortion D of each model, nats per image.
+        point_labels: P strings written next to the points (e.g. ``"β=0.5"``).
+        label: the legend entry of the curve.
+        elbo_lines: draw dotted lines of equal ELBO, D + R = const, through the best point and
+            10 and 30 nats worse.
+        extra: maps a legend label to a ``(rate, distortion)`` pair drawn as a separate marker
+            (e.g. another model).
+
+    Rate on the x axis, distortion on the y axis. Returns the Axes.
+    """
+    r = np.asarray(check_array(rates, "rates", ndim=1, finite=True), np.float64)
+    d = np.asarray(check_array(distortions, "distortions", shape=r.shape, finite=True), np.float64)
+    if r.size == 0:
+        raise ValueError("`rates` must hold at least one model's rate, got an empty array.")
+    if point_labels is not None and len(point_labels) != r.size:
+        raise ValueError(f"`point_labels` must have one label per point ({r.size}), got {len(point_labels)}.")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.8))
+    ax.plot(r, d, "o-", color="C0", label=label, zorder=3)
+    for text, rr, dd in zip(point_labels or (), r, d):
+        ax.annotate(text, (rr, dd), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    if elbo_lines:
+        lo, hi = ax.get_xlim()
+        xs = np.linspace(0, hi * 1.15, 2)
+        best = float(np.min(r + d))
+        for i, c in enumerate(best + np.array([0.0, 10.0, 30.0])):
+            ax.plot(xs, c - xs, ":", color="0.5", lw=1, label="equal ELBO: D + R = const" if i == 0 else None)
+        ax.set_xlim(0, hi * 1.15)
+        ax.set_ylim(min(d) - 0.1 * np.ptp(d) - 1, max(d) + 0.1 * np.ptp(d) + 1)
+    for i, (name, (rr, dd)) in enumerate((extra or {}).items()):
+        ax.plot([rr], [dd], "s", color=f"C{i + 1}", label=name)
+    ax.set_xlabel("rate R = E KL(q(z|x) || p(z))   [nats per image]")
+    ax.set_ylabel("distortion D = −E log p(x|z)   [nats per image]")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    return ax

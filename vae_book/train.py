@@ -33,10 +33,11 @@ from tqdm.auto import tqdm
 
 from vae_book import objectives
 from vae_book._checks import check_images, check_positive_int
-from vae_book.data import batches
+from vae_book.data import batch_slices, batches
 from vae_book.profiles import is_static
 
-__all__ = ["History", "TrainingDiverged", "fit", "evaluate", "make_train_step"]
+__all__ = ["History", "TrainingDiverged", "fit", "mean_metrics", "make_train_step", "default_optimizer", "prefetch",
+           "DEFAULT_LEARNING_RATE", "CPU_COMPILER_OPTIONS"]
 
 
 class TrainingDiverged(FloatingPointError):
@@ -114,9 +115,9 @@ def _flush_subnormals(inner: optax.GradientTransformation) -> optax.GradientTran
     return optax.GradientTransformation(inner.init, update)
 
 
-def _default_optimizer(learning_rate: float) -> optax.GradientTransformation:
+def default_optimizer(learning_rate: float) -> optax.GradientTransformation:
     """Adam on one flat vector of all parameters (elementwise, so the same numbers as per-array Adam),
-    with subnormal moment estimates flushed to zero (:func:`_flush_subnormals`)."""
+    with subnormal moment estimates flushed to zero (see ``_flush_subnormals``)."""
     return _flush_subnormals(optax.flatten(optax.adam(learning_rate)))
 
 
@@ -159,11 +160,17 @@ def make_train_step(graphdef, rest, loss_fn, optimizer):
     return train_step
 
 
-def evaluate(model, images, key, *, loss_fn: Callable | None = None, batch_size: int = 250) -> dict:
-    """Mean of ``loss_fn``'s metrics over ``images`` (N, H, W, C) in [0, 1], in batches, with a fixed key.
+def mean_metrics(model, images, key, *, loss_fn: Callable | None = None, batch_size: int = 250) -> dict:
+    """Mean of ``loss_fn``'s metrics over held-out ``images`` (N, H, W, C) in [0, 1], with a fixed key.
 
-    ``loss_fn(model, x, key) -> (loss, metrics)`` defaults to :func:`vae_book.objectives.vae_loss`
-    with beta = 1 (so ``loss`` is the negative ELBO in nats per image).
+    What :func:`fit` logs in ``History.eval``. The images go through ``loss_fn`` in the batches of
+    :func:`vae_book.data.batch_slices` (batch ``i`` with the key ``fold_in(key, i)``), and each
+    metric is averaged over images, weighting every batch by its size. ``loss_fn(model, x, key) ->
+    (loss, metrics)`` defaults to :func:`vae_book.objectives.vae_loss` with beta = 1 (so ``loss`` is
+    the negative ELBO in nats per image). Returns a dict of floats, one per metric.
+
+    For the numbers a paper reports (importance-weighted log p(x), bits per dimension, active units)
+    see :func:`vae_book.evaluation.evaluate`.
     """
     images = check_images(images, "images")
     loss_fn = loss_fn or objectives.vae_loss
@@ -174,8 +181,8 @@ def evaluate(model, images, key, *, loss_fn: Callable | None = None, batch_size:
         return loss_fn(nnx.merge(graphdef, state), x, key)[1]
 
     totals, n = {}, 0
-    for i, start in enumerate(range(0, images.shape[0], batch_size)):
-        x = jnp.asarray(images[start : start + batch_size])
+    for i, sl in enumerate(batch_slices(images.shape[0], batch_size)):
+        x = jnp.asarray(images[sl])
         m = one(state, x, jax.random.fold_in(key, i))
         for k, v in m.items():
             totals[k] = totals.get(k, 0.0) + float(v) * x.shape[0]
@@ -183,7 +190,7 @@ def evaluate(model, images, key, *, loss_fn: Callable | None = None, batch_size:
     return {k: v / n for k, v in totals.items()}
 
 
-def _prefetch(iterator, size: int = 2):
+def prefetch(iterator, size: int = 2):
     """Move batches to the device on a background thread, ``size`` batches ahead."""
     q: queue.Queue = queue.Queue(maxsize=size)
     stop = threading.Event()
@@ -257,7 +264,7 @@ def fit(
     eval_every = check_positive_int(eval_every, "eval_every", allow_none=True)
     eval_loss = loss_fn or objectives.vae_loss
     loss_fn = loss_fn or functools.partial(objectives.vae_loss, beta=beta)
-    optimizer = optimizer or _default_optimizer(learning_rate)
+    optimizer = optimizer or default_optimizer(learning_rate)
 
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     opt_state = optimizer.init(params)
@@ -267,7 +274,7 @@ def fit(
     history = History()
     bad_step = jnp.asarray(-1)
     pending: list[dict] = []
-    data = _prefetch(batches(train_images, batch_size, seed=seed))
+    data = prefetch(batches(train_images, batch_size, seed=seed))
     t0 = time.perf_counter()
     bar = tqdm(total=steps, desc=desc or "training", disable=not progress or is_static(), leave=True)
     step = 0
@@ -290,7 +297,7 @@ def fit(
                 bar.set_postfix(loss=f"{mean['loss']:.2f}")
             if eval_images is not None and eval_every and (step % eval_every == 0 or step == steps):
                 nnx.update(model, params)
-                history.log("eval", step, evaluate(model, eval_images, eval_key, loss_fn=eval_loss))
+                history.log("eval", step, mean_metrics(model, eval_images, eval_key, loss_fn=eval_loss))
             bar.update(1)
     finally:
         bar.close()
@@ -299,5 +306,5 @@ def fit(
         history.steps = step
         history.seconds = time.perf_counter() - t0
     if eval_images is not None and not eval_every:
-        history.log("eval", steps, evaluate(model, eval_images, eval_key, loss_fn=eval_loss))
+        history.log("eval", steps, mean_metrics(model, eval_images, eval_key, loss_fn=eval_loss))
     return history

@@ -11,16 +11,17 @@ The same call works in two places:
   :func:`live_explorer` (the ``ipywidgets`` package, extra ``vae-book[widgets]``).
 
 Frames are always precomputed, so the reader of the website sees exactly what the learner sees in
-JupyterLab. Typical use, a latent traversal::
+JupyterLab. This module takes plain arrays only and never imports models: compute the frames with
+:mod:`vae_book.latent` (:func:`~vae_book.latent.traverse`, :func:`~vae_book.latent.lerp`,
+:func:`~vae_book.latent.decode_mean`) and pass them in. Typical use, a latent traversal::
 
     values = np.linspace(-3, 3, 13)
-    frames = traversal_frames(lambda z: model.decode_mean(z), z0, dim=0, values=values)
+    frames = latent.traverse(lambda z: latent.decode_mean(model, z), z0, [0], values)[0]
     show(frames, values, label="z[0]", title="Traversal of the first latent")
 
 Shapes: ``frames`` is ``(N, H, W, C)`` float in [0, 1] with ``C`` = 1 (grey) or 3 (RGB) — one frame
 per slider position; build multi-image frames with :func:`vae_book.plotting.image_grid`.
-``values`` is ``N`` numbers or strings shown next to the slider. Like the rest of the plotting
-code, this module takes plain arrays (or a ``decode`` callable) and never imports models.
+``values`` is ``N`` numbers or strings shown next to the slider.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from vae_book._checks import check_array, check_images, check_positive_int
+from vae_book._checks import check_images, check_positive_int
 
 __all__ = [
     "STATIC_ENV_VAR",
@@ -49,8 +50,6 @@ __all__ = [
     "image_explorer",
     "live_explorer",
     "show",
-    "traversal_frames",
-    "interpolation_frames",
 ]
 
 #: Environment variable that selects the static HTML explorers (the book build sets it to ``1``).
@@ -136,6 +135,20 @@ def _check_values(values, n: int, name: str = "values") -> list[str]:
                 f"`{name}[{i}]` must be a number or a string, got {type(v).__name__} {v!r}."[:200]
             ) from None
     return out
+
+
+def _check_explorer(frames, values, label, title, scale, start, max_bytes):
+    """The arguments shared by every explorer, checked: frames, value texts, label, title, scale, start, max_bytes."""
+    frames = _check_frames(frames)
+    n = frames.shape[0]
+    texts = _check_values(values, n)
+    label = _check_text(label, "label", allow_none=False)
+    title = _check_text(title, "title")
+    scale = _check_scale(scale)
+    max_bytes = check_positive_int(max_bytes, "max_bytes")
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < n:
+        raise ValueError(f"`start` must be an integer in [0, {n - 1}] (a frame index), got {start!r}.")
+    return frames, texts, label, title, scale, start, max_bytes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,15 +248,9 @@ def explorer_html(frames, values=None, *, label: str = "frame", title: str | Non
         An HTML fragment (a ``<div>`` and an inline ``<script>``) with element ids unique to this
         call, no external resources and no ``http`` URL.
     """
-    frames = _check_frames(frames)
+    frames, texts, label, title, scale, start, max_bytes = _check_explorer(
+        frames, values, label, title, scale, start, max_bytes)
     n, h, w, _ = frames.shape
-    texts = _check_values(values, n)
-    label = _check_text(label, "label", allow_none=False)
-    title = _check_text(title, "title")
-    scale = _check_scale(scale)
-    max_bytes = check_positive_int(max_bytes, "max_bytes")
-    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < n:
-        raise ValueError(f"`start` must be an integer in [0, {n - 1}] (a frame index), got {start!r}.")
     uris, shown = _encode_within_budget(frames, texts, max_bytes)
     if len(uris) != n:  # subsampled: start at the closest kept frame
         start = int(round(start * (len(uris) - 1) / max(n - 1, 1)))
@@ -322,15 +329,9 @@ def live_explorer(frames, values=None, *, label: str = "frame", title: str | Non
     ``ipywidgets`` package (``pip install "vae-book[widgets]"``). ``max_bytes`` is accepted for
     symmetry with the static explorer and ignored: nothing is embedded in a page.
     """
-    frames = _check_frames(frames)
+    frames, texts, label, title, scale, start, _ = _check_explorer(
+        frames, values, label, title, scale, start, max_bytes)
     n, h, w, _ = frames.shape
-    texts = _check_values(values, n)
-    label = _check_text(label, "label", allow_none=False)
-    title = _check_text(title, "title")
-    scale = _check_scale(scale)
-    check_positive_int(max_bytes, "max_bytes")
-    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < n:
-        raise ValueError(f"`start` must be an integer in [0, {n - 1}] (a frame index), got {start!r}.")
     try:
         import ipywidgets as widgets
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -375,63 +376,3 @@ def show(frames, values=None, *, label: str = "frame", title: str | None = None,
     if not callable(factory):
         raise ValueError(f"`live_factory` must be callable, got {type(factory).__name__}.")
     return factory(frames, values, **kwargs)
-
-
-# --------------------------------------------------------------------------------------------------
-# frames from a decoder
-
-
-def _decode_checked(decode, z, name: str) -> np.ndarray:
-    if not callable(decode):
-        raise ValueError(f"`decode` must be a callable mapping latents (N, z_dim) to images (N, H, W, C), "
-                         f"got {type(decode).__name__}.")
-    images = np.asarray(decode(z))
-    if images.ndim != 4 or images.shape[0] != z.shape[0]:
-        raise ValueError(f"`decode` must return images (N, H, W, C) with N = {z.shape[0]} for {name}, "
-                         f"got an array of shape {images.shape}.")
-    return np.asarray(_check_frames(np.clip(images.astype(np.float32), 0.0, 1.0), "decode(z)"))
-
-
-def traversal_frames(decode: Callable, z, dim: int, values) -> np.ndarray:
-    """Frames of a latent traversal: ``decode`` applied to ``z`` with coordinate ``dim`` set to each value.
-
-    Args:
-        decode: maps latents ``(N, z_dim)`` to images ``(N, H, W, C)`` in [0, 1] (e.g. the decoder's mean
-            or Bernoulli probabilities); outputs are clipped to [0, 1].
-        z: the latent to start from, ``(z_dim,)`` or ``(1, z_dim)``.
-        dim: which coordinate to move, in ``[0, z_dim)``.
-        values: ``(N,)`` the values given to ``z[dim]``.
-
-    Returns:
-        ``(N, H, W, C)`` float32 frames, one per value — ready for :func:`show`.
-    """
-    z = np.asarray(check_array(z, "z", ndim=(1, 2), finite=True), np.float32)
-    if z.ndim == 2:
-        if z.shape[0] != 1:
-            raise ValueError(f"`z` must be one latent, (z_dim,) or (1, z_dim), got shape {z.shape}.")
-        z = z[0]
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 0 <= dim < z.shape[0]:
-        raise ValueError(f"`dim` must be an integer in [0, {z.shape[0]}) (a latent coordinate), got {dim!r}.")
-    values = np.asarray(check_array(values, "values", ndim=1, finite=True), np.float32)
-    if values.shape[0] < 1:
-        raise ValueError("`values` must hold at least one value, got an empty array.")
-    zs = np.repeat(z[None], values.shape[0], axis=0)
-    zs[:, dim] = values
-    return _decode_checked(decode, zs, "the traversal")
-
-
-def interpolation_frames(decode: Callable, z_start, z_end, num: int = 11) -> np.ndarray:
-    """Frames decoded along the straight line from ``z_start`` to ``z_end`` (both ``(z_dim,)``).
-
-    Returns ``(num, H, W, C)`` float32 frames for ``t = 0, 1/(num-1), ..., 1``; ``decode`` as in
-    :func:`traversal_frames`.
-    """
-    a = np.asarray(check_array(z_start, "z_start", ndim=1, finite=True), np.float32)
-    b = np.asarray(check_array(z_end, "z_end", ndim=1, finite=True), np.float32)
-    if a.shape != b.shape:
-        raise ValueError(f"`z_start` and `z_end` must have the same shape (z_dim,), got {a.shape} and {b.shape}.")
-    num = check_positive_int(num, "num")
-    if num < 2:
-        raise ValueError(f"`num` must be at least 2 (both ends of the line), got {num}.")
-    t = np.linspace(0.0, 1.0, num, dtype=np.float32)[:, None]
-    return _decode_checked(decode, (1 - t) * a + t * b, "the interpolation")

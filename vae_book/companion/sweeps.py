@@ -9,8 +9,11 @@ measures on the held-out images
 * the ELBO :math:`-(D + R)`, the KL of each latent dimension and the number of active units,
 * a few reconstructions and samples,
 
-so that a chapter can plot the rate–distortion curve of Alemi et al. (2018) and explore the runs.
-Plotting helpers take a :class:`BetaSweep` and an ``Axes``.
+so that a chapter can plot the rate–distortion curve of Alemi et al. (2018) (with
+:func:`vae_book.plotting.rate_distortion`) and explore the runs. The figures here take plain arrays
+(e.g. ``sweep.betas``, ``sweep.unit_variances``) and an ``Axes``, never the trained models.
+
+Chapter 9 (the balancing act).
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ from matplotlib.patches import Patch
 
 from vae_book import evaluation, latent
 from vae_book._checks import check_array, check_images, check_positive_int
-from vae_book.plotting import image_grid
+from vae_book.data import batch_slices
+from vae_book.plotting import axes_row, image_grid
 from vae_book.profiles import Profile, get_profile
 
 __all__ = [
     "BetaPoint",
     "BetaSweep",
     "beta_sweep",
-    "plot_rate_distortion",
     "plot_active_units",
     "plot_kl_per_dim",
     "posterior_weights",
@@ -46,9 +49,9 @@ class BetaPoint:
     run: object  #: the :class:`vae_book.experiments.Run` (model, history, data)
     rate: float  #: mean KL(q(z|x) || p(z)) over the held-out images, nats per image
     distortion: float  #: mean -E_q log p(x|z), nats per image
-    active_units: int  #: units with Var_x(E_q[z_u]) > 0.01
-    unit_variances: np.ndarray  #: (z_dim,) Var_x(E_q[z_u])
-    kl_per_dim: np.ndarray  #: (z_dim,) mean KL of each latent dimension, nats
+    active_units: int  #: units with Var_x(E_q[z_u]) > 0.01 (:func:`vae_book.latent.latent_activity`)
+    unit_variances: np.ndarray  #: (z_dim,) Var_x(E_q[z_u]) over the held-out images
+    kl_per_dim: np.ndarray  #: (z_dim,) mean KL of each latent dimension over the held-out images, nats
     reconstructions: np.ndarray  #: (n, H, W, C) decoder means of the posterior means of the originals
     samples: np.ndarray  #: (m, H, W, C) decoder means of codes drawn from the prior
 
@@ -86,6 +89,16 @@ class BetaSweep:
     @property
     def active(self) -> np.ndarray:
         return np.array([p.active_units for p in self.points])
+
+    @property
+    def unit_variances(self) -> np.ndarray:
+        """(runs, z_dim): Var_x(E_q[z_u]) of every unit of every run."""
+        return np.stack([p.unit_variances for p in self.points])
+
+    @property
+    def kl_per_dim(self) -> np.ndarray:
+        """(runs, z_dim): mean KL of every latent dimension of every run, nats."""
+        return np.stack([p.kl_per_dim for p in self.points])
 
     def point(self, beta: float) -> BetaPoint:
         """The run with this beta (ValueError listing the betas if there is none)."""
@@ -171,10 +184,10 @@ def beta_sweep(betas=None, *, profile: Profile | None = None, steps: int | None 
         originals = np.asarray(test[:num_images])
         key = jax.random.key(seed)
         rate, dist = evaluation.rate_distortion(model, test, jax.random.fold_in(key, 1), num_samples=num_mc)
-        au, var = evaluation.active_units(model, test)
+        act = latent.latent_activity(*latent.encode(model, test))  # one encoder pass per run
         points.append(BetaPoint(
-            beta=beta, run=run, rate=rate, distortion=dist, active_units=au, unit_variances=var,
-            kl_per_dim=evaluation.kl_per_dim(model, test),
+            beta=beta, run=run, rate=rate, distortion=dist, active_units=int(act["active"].sum()),
+            unit_variances=act["mean_var"], kl_per_dim=act["kl"],
             reconstructions=np.asarray(model.reconstruct(jnp.asarray(originals))),
             samples=np.asarray(model.sample(jax.random.fold_in(key, 2), num_samples)),
         ))
@@ -213,8 +226,8 @@ def posterior_weights(model, train_images, z, *, batch_size: int = 500, chunk: i
     x = np.asarray(train_images, np.float64).reshape(len(mean), -1)
     inv = np.exp(-log_std)
     weights = []
-    for start in range(0, len(z), chunk):
-        zc = z[start:start + chunk, None, :]  # (m, 1, z_dim)
+    for sl in batch_slices(len(z), chunk):
+        zc = z[sl, None, :]  # (m, 1, z_dim)
         log_q = np.sum(-0.5 * np.log(2 * np.pi) - log_std - 0.5 * ((zc - mean) * inv) ** 2, axis=-1)  # (m, N)
         w = np.exp(log_q - log_q.max(axis=1, keepdims=True))
         weights.append(w / w.sum(axis=1, keepdims=True))
@@ -228,43 +241,32 @@ def posterior_weights(model, train_images, z, *, batch_size: int = 500, chunk: i
 # --------------------------------------------------------------------------------------------------
 
 
-def plot_rate_distortion(ax, sweep: BetaSweep, *, elbo_lines: bool = True, extra: dict | None = None):
-    """The rate–distortion curve of a sweep: one point per beta, annotated, with lines of equal ELBO.
-
-    ``extra`` maps a label to a ``(rate, distortion)`` pair drawn as a separate marker (e.g. another
-    model). Rate on the x axis, distortion on the y axis, both nats per image. Returns ``ax``.
-    """
-    r, d = sweep.rates, sweep.distortions
-    ax.plot(r, d, "o-", color="C0", label=f"MLP VAE, {sweep.steps} steps per beta", zorder=3)
-    for p in sweep.points:
-        ax.annotate(f"β={p.beta:g}", (p.rate, p.distortion), textcoords="offset points", xytext=(6, 4), fontsize=9)
-    if elbo_lines:
-        lo, hi = ax.get_xlim()
-        xs = np.linspace(0, hi * 1.15, 2)
-        best = float(np.min(r + d))
-        for i, c in enumerate(best + np.array([0.0, 10.0, 30.0])):
-            ax.plot(xs, c - xs, ":", color="0.5", lw=1, label="equal ELBO: D + R = const" if i == 0 else None)
-        ax.set_xlim(0, hi * 1.15)
-        ax.set_ylim(min(d) - 0.1 * np.ptp(d) - 1, max(d) + 0.1 * np.ptp(d) + 1)
-    for i, (label, (rr, dd)) in enumerate((extra or {}).items()):
-        ax.plot([rr], [dd], "s", color=f"C{i + 1}", label=label)
-    ax.set_xlabel("rate R = E KL(q(z|x) || p(z))   [nats per image]")
-    ax.set_ylabel("distortion D = −E log p(x|z)   [nats per image]")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=9)
-    return ax
+def _check_runs(betas, per_unit: dict, per_run: dict):
+    """The arrays of a figure over runs: ``betas`` (P,), each ``per_unit`` (P, z_dim), each ``per_run`` (P,)."""
+    b = np.asarray(check_array(betas, "betas", ndim=1, finite=True), np.float64)
+    out = [b]
+    for name, v in per_unit.items():
+        out.append(np.asarray(check_array(v, name, shape=(len(b), None), finite=True), np.float64))
+    for name, v in per_run.items():
+        out.append(np.asarray(check_array(v, name, shape=(len(b),), finite=True), np.float64))
+    return out
 
 
-def plot_active_units(ax, sweep: BetaSweep, *, thresholds=(0.01,), z_dim: int | None = None):
+def plot_active_units(ax, betas, unit_variances, rates, *, thresholds=(0.01,), z_dim: int | None = None):
     """Active units for each threshold on Var_x(E_q[z_u]) (left axis) and rate (right axis) against beta (log axis).
+
+    Args:
+        betas: (P,) the KL weights of the runs (positive: the axis is logarithmic).
+        unit_variances: (P, z_dim) Var_x(E_q[z_u]) of each run (``sweep.unit_variances``).
+        rates: (P,) held-out rates, nats per image.
 
     Returns ``ax``; the rate is drawn on a twin axis.
     """
     from matplotlib.ticker import NullFormatter
 
-    b = sweep.betas
+    b, var, rates = _check_runs(betas, {"unit_variances": unit_variances}, {"rates": rates})
     for k, t in enumerate(thresholds):
-        counts = [int(np.sum(p.unit_variances > t)) for p in sweep.points]
+        counts = np.sum(var > t, axis=1)
         ax.plot(b, counts, "o-" if k == 0 else "o--", color="C0", alpha=1.0 if k == 0 else 0.55,
                 label=f"active units (Var > {t:g})")
     if z_dim:
@@ -275,9 +277,9 @@ def plot_active_units(ax, sweep: BetaSweep, *, thresholds=(0.01,), z_dim: int | 
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("β (KL weight in training)")
     ax.set_ylabel("active units  (Var_x E_q[z_u] > threshold)", color="C0")
-    ax.set_ylim(0, (z_dim or max(p.unit_variances.size for p in sweep.points)) * 1.15)
+    ax.set_ylim(0, (z_dim or var.shape[1]) * 1.15)
     ax2 = ax.twinx()
-    ax2.plot(b, sweep.rates, "s-", color="C3", label="rate R")
+    ax2.plot(b, rates, "s-", color="C3", label="rate R")
     ax2.set_ylabel("rate R [nats per image]", color="C3")
     ax2.set_ylim(bottom=0)
     lines = ax.get_legend_handles_labels()
@@ -287,30 +289,34 @@ def plot_active_units(ax, sweep: BetaSweep, *, thresholds=(0.01,), z_dim: int | 
     return ax
 
 
-def plot_kl_per_dim(axes, sweep: BetaSweep, betas, *, thresholds=(0.01, 0.1)):
-    """Bars of the KL of each latent dimension (sorted, largest first) for the runs with the given betas.
+def plot_kl_per_dim(axes, betas, kl_per_dim, unit_variances, rates, *, thresholds=(0.01, 0.1)):
+    """Bars of the KL of each latent dimension (sorted, largest first), one panel per run.
 
-    ``axes`` is a sequence of Axes, one per beta. Bars are coloured by the variance of the unit's
-    posterior mean over the held-out images: above ``thresholds[1]`` dark blue, between the two
-    thresholds light blue, below ``thresholds[0]`` (inactive by Burda's criterion) grey. Returns ``axes``.
+    Args:
+        axes: one Axes per run. betas: (P,) the runs' KL weights.
+        kl_per_dim, unit_variances: (P, z_dim) per-dimension KL (nats) and Var_x(E_q[z_u]) of each run.
+        rates: (P,) held-out rates, nats per image (shown in the titles).
+
+    Bars are coloured by the variance of the unit's posterior mean over the held-out images: above
+    ``thresholds[1]`` dark blue, between the two thresholds light blue, below ``thresholds[0]``
+    (inactive by Burda's criterion) grey. All panels share the KL axis. Returns ``axes``.
     """
-    betas = list(betas)
-    if len(axes) != len(betas):
-        raise ValueError(f"`axes` must have one Axes per beta ({len(betas)}), got {len(axes)}.")
+    b, kl, var_all, rates = _check_runs(betas, {"kl_per_dim": kl_per_dim, "unit_variances": unit_variances},
+                                        {"rates": rates})
+    axes = axes_row(axes, len(b), "beta")
     lo, hi = thresholds
-    top = max(float(sweep.point(b).kl_per_dim.max()) for b in betas) * 1.1
-    for ax, b in zip(axes, betas):
-        p = sweep.point(b)
-        order = np.argsort(-p.kl_per_dim)
-        var = p.unit_variances[order]
+    top = float(kl.max()) * 1.1
+    for ax, beta, kl_u, var_u, rate in zip(axes, b, kl, var_all, rates):
+        order = np.argsort(-kl_u)
+        var = var_u[order]
         colours = np.where(var > hi, "C0", np.where(var > lo, "#9ecae1", "0.6"))
-        ax.bar(np.arange(len(order)), p.kl_per_dim[order], color=colours)
+        ax.bar(np.arange(len(order)), kl_u[order], color=colours)
         ax.set_xticks(np.arange(len(order)))
         ax.set_xticklabels([str(i) for i in order], fontsize=7)
         ax.set_xlabel("latent dimension (sorted by KL)")
         ax.set_ylabel("mean KL(q(z_u|x) || N(0,1)) [nats]")
         ax.set_ylim(0, top if top > 0 else 1)
-        ax.set_title(f"β = {b:g}: rate {p.rate:.1f} nats; active units {int(np.sum(var > lo))} (Var > {lo:g}), "
+        ax.set_title(f"β = {beta:g}: rate {rate:.1f} nats; active units {int(np.sum(var > lo))} (Var > {lo:g}), "
                      f"{int(np.sum(var > hi))} (Var > {hi:g})")
         ax.grid(alpha=0.3, axis="y")
         ax.legend(handles=[Patch(color="C0", label=f"Var_x E_q[z_u] > {hi:g}"),
