@@ -65,7 +65,7 @@ def _with_notes(arrays: dict, notes: dict) -> list[Stage]:
     return [Stage(name, value, notes.get(name, "")) for name, value in arrays.items()]
 
 
-def encoder_stages(model: TransformerVAE, x, *, position_embedding=None) -> list[Stage]:
+def encoder_stages(model: TransformerVAE, x: jax.Array, *, position_embedding: jax.Array | float | None = None) -> list[Stage]:
     r"""The encoder :math:`q_\phi(z\mid x)` of ``model`` stage by stage on images ``x``, with a note per stage.
 
     The arrays are the model's own forward pass,
@@ -107,7 +107,7 @@ def encoder_stages(model: TransformerVAE, x, *, position_embedding=None) -> list
     return _with_notes(arrays, notes)
 
 
-def decoder_stages(model: TransformerVAE, z, *, position_embedding=None) -> list[Stage]:
+def decoder_stages(model: TransformerVAE, z: jax.Array, *, position_embedding: jax.Array | float | None = None) -> list[Stage]:
     r"""The decoder :math:`p_\theta(x\mid z)` of ``model`` stage by stage on codes ``z`` ``(B, z_dim)``, with notes.
 
     The arrays are the model's own forward pass,
@@ -214,7 +214,7 @@ def position_similarity(embedding) -> np.ndarray:
     return np.clip(u @ u.T, -1.0, 1.0)
 
 
-def plot_position_channels(embedding, grid: tuple[int, int], channels, axes=None):
+def plot_position_channels(embedding: np.ndarray, grid: tuple[int, int], channels, axes=None) -> plt.Figure:
     """Draw channels of a position embedding as images over the patch grid.
 
     Args:
@@ -251,7 +251,7 @@ def plot_position_channels(embedding, grid: tuple[int, int], channels, axes=None
     return axes[0].figure
 
 
-def gaussian_decoder_residuals(model, images, key, *, batch_size: int = 250):
+def gaussian_decoder_residuals(model, images: np.ndarray, key: jax.Array, *, batch_size: int = 250) -> tuple[np.ndarray, np.ndarray]:
     r"""Per-pixel decoder variance and squared error of a Gaussian decoder with learned sigma.
 
     For each image ``x`` draw one code :math:`z\sim q_\phi(z\mid x)` (as training does), decode it to

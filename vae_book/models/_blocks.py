@@ -130,7 +130,7 @@ class BlockStack(nnx.Module):
 
         self.layers = create(rngs)
 
-    def __call__(self, x, num_outputs: int | None = None):
+    def __call__(self, x: jax.Array, num_outputs: int | None = None) -> jax.Array:
         """``(B, T, hidden)`` -> ``(B, T, hidden)``, or ``(B, num_outputs, hidden)``: the first
         ``num_outputs`` tokens only, the others' last-block outputs not computed."""
         if num_outputs is not None:

@@ -71,8 +71,9 @@ def check_finite_float(value, name: str, *, allow_none: bool = False) -> float |
 
 @dataclasses.dataclass(frozen=True)
 class VAEConfig:
-    """The fields every model config has, and their checks; :class:`MLPConfig`, :class:`ConvConfig`
-    and :class:`TransformerConfig` inherit it (each with its own defaults) and add their sizes.
+    """The fields every model config has, and their checks; :class:`~vae_book.models.mlp.MLPConfig`,
+    :class:`~vae_book.models.conv.ConvConfig` and :class:`~vae_book.models.transformer.TransformerConfig`
+    inherit it (each with its own defaults) and add their sizes.
 
     Attributes:
         image_shape: ``(H, W, C)`` of positive ints (stored as a tuple).
@@ -117,7 +118,7 @@ class VAEConfig:
         return 2 * c if self.likelihood == "gaussian" and self.decoder_log_std is None else c
 
 
-def config_dict(config) -> dict:
+def config_dict(config: VAEConfig) -> dict:
     """A JSON-friendly dict of a model config (tuples become lists), used for cache keys."""
     return {"kind": type(config).__name__, **dataclasses.asdict(config)}
 
@@ -125,7 +126,7 @@ def config_dict(config) -> dict:
 # --------------------------------------------------------------------------- heads
 
 
-def bounded_log_std(raw, min_log_std: float):
+def bounded_log_std(raw: jax.Array, min_log_std: float) -> jax.Array:
     r"""Map an unconstrained output to a log sigma >= ``min_log_std`` smoothly: ``m + softplus(raw - m)``.
 
     Keeps a learned Gaussian decoder from shrinking sigma without bound (which makes the density, and
@@ -167,7 +168,7 @@ def likelihood_stages(out: jax.Array, config: VAEConfig) -> dict[str, jax.Array]
     return {"raw log_std": raw, "mean": mean, "log_std": bounded_log_std(raw, config.min_log_std)}
 
 
-def decoded_from_stages(stages: dict[str, jax.Array], likelihood: str):
+def decoded_from_stages(stages: dict[str, jax.Array], likelihood: str) -> jax.Array | tuple[jax.Array, jax.Array]:
     """What ``decode`` returns, read from the end of :meth:`VAE.decoder_stages`: ``stages["logits"]``
     (Bernoulli) or ``(stages["mean"], stages["log_std"])`` (Gaussian), each ``(B, H, W, C)``."""
     if likelihood == "bernoulli":
@@ -189,56 +190,59 @@ class VAE(nnx.Module):
     config: VAEConfig
 
     # ----------------------------------------------------------------- to implement
-    def encoder_stages(self, x) -> dict[str, jax.Array]:  # pragma: no cover - abstract
+    def encoder_stages(self, x: jax.Array) -> dict[str, jax.Array]:  # pragma: no cover - abstract
         """Images (batch, H, W, C) in [0, 1] -> every intermediate array in order, ending in
         ``mean`` and ``log_std``, each (batch, z_dim)."""
         raise NotImplementedError
 
-    def decoder_stages(self, z) -> dict[str, jax.Array]:  # pragma: no cover - abstract
+    def decoder_stages(self, z: jax.Array) -> dict[str, jax.Array]:  # pragma: no cover - abstract
         """Codes (batch, z_dim) -> every intermediate array in order, ending in what
         :func:`likelihood_stages` returns."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------- shared
-    def encode(self, x) -> tuple[jax.Array, jax.Array]:
+    def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Images (batch, H, W, C) in [0, 1] -> (mean, log_std), each (batch, z_dim): the last
         two of :meth:`encoder_stages`."""
         stages = self.encoder_stages(x)
         return stages["mean"], stages["log_std"]
 
-    def decode(self, z):
+    def decode(self, z: jax.Array) -> jax.Array | tuple[jax.Array, jax.Array]:
         """Codes (batch, z_dim) -> likelihood parameters (see the module docstring): the last
         entries of :meth:`decoder_stages`."""
         return decoded_from_stages(self.decoder_stages(z), self.likelihood)
 
     @property
     def z_dim(self) -> int:
+        """Latent dimension (``config.z_dim``)."""
         return self.config.z_dim
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` of the images (``config.image_shape``)."""
         return tuple(self.config.image_shape)
 
     @property
     def likelihood(self) -> str:
+        """``"bernoulli"`` or ``"gaussian"`` (``config.likelihood``)."""
         return self.config.likelihood
 
-    def check_input(self, x, name: str = "x"):
+    def check_input(self, x: jax.Array, name: str = "x") -> jax.Array:
         """Validate a batch of images against this model's image shape and the [0, 1] range."""
         return check_images(x, name, image_shape=self.image_shape)
 
-    def check_code(self, z, name: str = "z"):
+    def check_code(self, z: jax.Array, name: str = "z") -> jax.Array:
         """Validate codes: shape (batch, z_dim)."""
         return check_array(z, name, shape=(None, self.z_dim))
 
-    def __call__(self, x, key) -> VAEOutput:
+    def __call__(self, x: jax.Array, key: jax.Array) -> VAEOutput:
         """Encode, draw one reparameterized code per image, decode. Returns a :class:`VAEOutput`."""
         key = check_key(key)
         mean, log_std = self.encode(x)
         z = D.sample_diag_gaussian(key, mean, log_std)
         return VAEOutput(mean, log_std, z, self.decode(z))
 
-    def log_likelihood(self, x, decoded):
+    def log_likelihood(self, x: jax.Array, decoded) -> jax.Array:
         r""":math:`\log p_\theta(x\mid z)` summed over pixels: shape (batch,), nats per image.
 
         ``decoded`` is what :meth:`decode` returned for the codes of ``x``.
@@ -250,24 +254,24 @@ class VAE(nnx.Module):
             per_pixel = D.gaussian_log_prob(x, mean, log_std)
         return jnp.sum(per_pixel.reshape(per_pixel.shape[0], -1), axis=-1)
 
-    def mean_image(self, decoded):
+    def mean_image(self, decoded) -> jax.Array:
         """The mean of p(x|z) as displayable images in [0, 1], shape (batch, H, W, C)."""
         if self.likelihood == "bernoulli":
             return jax.nn.sigmoid(decoded)
         return jnp.clip(decoded[0], 0.0, 1.0)
 
-    def decoder_std(self, decoded):
+    def decoder_std(self, decoded) -> jax.Array | None:
         """Per-pixel decoder sigma (batch, H, W, C) for Gaussian likelihoods; None for Bernoulli."""
         if self.likelihood == "bernoulli":
             return None
         return jnp.exp(decoded[1])
 
-    def reconstruct(self, x):
+    def reconstruct(self, x: jax.Array) -> jax.Array:
         """Decode the posterior mean of each image: images (batch, H, W, C) in [0, 1]."""
         mean, _ = self.encode(x)
         return self.mean_image(self.decode(mean))
 
-    def sample(self, key, n: int):
+    def sample(self, key: jax.Array, n: int) -> jax.Array:
         """Draw ``n`` codes from the prior N(0, I) and return the decoder means, (n, H, W, C) in [0, 1]."""
         key = check_key(key)
         n = check_positive_int(n, "n")

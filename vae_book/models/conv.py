@@ -27,7 +27,6 @@ import math
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from vae_book._checks import check_positive_int
@@ -95,7 +94,7 @@ class ConvConfig(VAEConfig):
         return (self.image_shape[0] // s, self.image_shape[1] // s, self.channels[-1])
 
 
-def depth_to_space(h, block: int = 2):
+def depth_to_space(h: jax.Array, block: int = 2) -> jax.Array:
     """Rearrange ``(B, H, W, block*block*C)`` into ``(B, block*H, block*W, C)``.
 
     Channel group ``(i, j)`` (row-major over the ``block x block`` offsets) becomes the pixel at offset
@@ -141,7 +140,7 @@ class ConvVAE(VAE):
         )
         self.dec_out = nnx.Conv(c.channels[0], 4 * c.out_channels, (3, 3), padding="SAME", rngs=rngs)
 
-    def encoder_stages(self, x) -> dict[str, jax.Array]:
+    def encoder_stages(self, x: jax.Array) -> dict[str, jax.Array]:
         r"""The encoder :math:`q_\phi(z\mid x)` stage by stage: images ``(B, H, W, C)`` in [0, 1] ->
         ``down 1`` ... ``down S`` (each ``(B, H / 2**s, W / 2**s, channels[s-1])``), then ``mean`` and
         ``log_std``, each ``(B, z_dim)``."""
@@ -152,7 +151,7 @@ class ConvVAE(VAE):
             h = stages[f"down {s}"] = act(conv(h))
         return {**stages, **posterior_stages(self.enc_out(h.reshape(h.shape[0], -1)))}
 
-    def decoder_stages(self, z) -> dict[str, jax.Array]:
+    def decoder_stages(self, z: jax.Array) -> dict[str, jax.Array]:
         r"""The decoder :math:`p_\theta(x\mid z)` stage by stage: codes ``(B, z_dim)`` -> ``bottleneck``
         ``(B, *bottleneck_shape)``, ``up 1`` ... ``up S-1`` (each doubling the side), ``pixels``
         ``(B, H, W, C_out)``, then the likelihood parameters ``(B, H, W, C)`` of

@@ -51,13 +51,13 @@ class MLPVAE(VAE):
         self.dec_hidden = nnx.Linear(config.z_dim, config.hidden, rngs=rngs)
         self.dec_out = nnx.Linear(config.hidden, out, rngs=rngs)
 
-    def encoder_stages(self, x) -> dict[str, jax.Array]:
+    def encoder_stages(self, x: jax.Array) -> dict[str, jax.Array]:
         """Images ``(B, H, W, C)`` in [0, 1] -> ``hidden`` ``(B, hidden)``, ``mean``, ``log_std`` ``(B, z_dim)``."""
         x = self.check_input(x)
         h = jax.nn.relu(self.enc_hidden(x.reshape(x.shape[0], -1)))
         return {"hidden": h, **posterior_stages(self.enc_out(h))}
 
-    def decoder_stages(self, z) -> dict[str, jax.Array]:
+    def decoder_stages(self, z: jax.Array) -> dict[str, jax.Array]:
         """Codes ``(B, z_dim)`` -> ``hidden`` ``(B, hidden)``, ``pixels`` ``(B, H, W, C_out)``, then
         the likelihood parameters ``(B, H, W, C)`` of :func:`~vae_book.models.base.likelihood_stages`."""
         z = self.check_code(z)
@@ -82,25 +82,28 @@ class MLPAutoencoder(nnx.Module):
 
     @property
     def z_dim(self) -> int:
+        """Code dimension (``config.z_dim``)."""
         return self.config.z_dim
 
     @property
-    def image_shape(self):
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` of the images."""
         return self.config.image_shape
 
-    def encode(self, x):
+    def encode(self, x: jax.Array) -> jax.Array:
         """Images (batch, H, W, C) in [0, 1] -> codes (batch, z_dim)."""
         x = VAE.check_input(self, x)
         return self.enc_out(jax.nn.relu(self.enc_hidden(x.reshape(x.shape[0], -1))))
 
-    def decode(self, z):
+    def decode(self, z: jax.Array) -> jax.Array:
         """Codes (batch, z_dim) -> pixel logits (batch, H, W, C)."""
         z = VAE.check_code(self, z)
         return self.dec_out(jax.nn.relu(self.dec_hidden(z))).reshape(z.shape[0], *self.config.image_shape)
 
-    def __call__(self, x):
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Images (batch, H, W, C) in [0, 1] -> pixel logits (batch, H, W, C) through the bottleneck."""
         return self.decode(self.encode(x))
 
-    def reconstruct(self, x):
+    def reconstruct(self, x: jax.Array) -> jax.Array:
         """Images in [0, 1] through the bottleneck: sigmoid(decode(encode(x)))."""
         return jax.nn.sigmoid(self(x))

@@ -22,8 +22,8 @@ GELU -> Dense(hidden)`` and non-causal attention. For speed the attention goes t
 :func:`jax.nn.dot_product_attention` with one fused QKV projection, and the ``depth`` blocks of a
 stack are **one** module whose parameters carry a leading ``depth`` axis, applied with
 :func:`jax.lax.scan`: the block is traced and compiled once, however deep the stack. That fast block
-stack lives in :mod:`vae_book.models._blocks` (:class:`BlockStack`, :class:`TransformerBlock`,
-re-exported here).
+stack lives in ``vae_book/models/_blocks.py`` (:class:`BlockStack`, :class:`TransformerBlock` and
+``REMAT_POLICY``, re-exported here).
 
 The forward pass is written once, as named stages (:meth:`TransformerVAE.encoder_stages`,
 :meth:`TransformerVAE.decoder_stages`); ``encode`` / ``decode`` return their last entries, and
@@ -44,7 +44,7 @@ import numpy as np
 from flax import nnx
 
 from vae_book._checks import check_array, check_positive_int
-from vae_book.models._blocks import REMAT_POLICY, BlockStack, TransformerBlock
+from vae_book.models._blocks import REMAT_POLICY, BlockStack, TransformerBlock  # noqa: F401  (re-exported)
 from vae_book.models.base import VAE, VAEConfig, likelihood_stages, posterior_stages
 
 __all__ = [
@@ -52,7 +52,6 @@ __all__ = [
     "TransformerVAE",
     "TransformerBlock",
     "BlockStack",
-    "REMAT_POLICY",
     "sincos_2d_position_embedding",
     "patchify",
     "unpatchify",
@@ -117,7 +116,7 @@ def _check_patch(shape, patch, name: str):
     return patch
 
 
-def patchify(images, patch: int):
+def patchify(images: jax.Array, patch: int) -> jax.Array:
     """Cut images into non-overlapping square patches, row-major.
 
     Args:
@@ -137,7 +136,7 @@ def patchify(images, patch: int):
     return x.reshape(b, (h // p) * (w // p), p * p * c)
 
 
-def unpatchify(tokens, patch: int, height: int, width: int, channels: int):
+def unpatchify(tokens: jax.Array, patch: int, height: int, width: int, channels: int) -> jax.Array:
     """Put patches back into images: the exact inverse of :func:`patchify`.
 
     Args:
@@ -288,7 +287,7 @@ class TransformerVAE(VAE):
             ) from None
         return jnp.broadcast_to(jnp.asarray(pe, jnp.float32), want)
 
-    def encoder_stages(self, x, *, position_embedding=None) -> dict[str, jax.Array]:
+    def encoder_stages(self, x: jax.Array, *, position_embedding: jax.Array | float | None = None) -> dict[str, jax.Array]:
         r"""The encoder :math:`q_\phi(z\mid x)` stage by stage; ``encode(x)`` is its last two entries.
 
         Args:
@@ -316,7 +315,7 @@ class TransformerVAE(VAE):
         return {"patch tokens": tokens, "+ position": placed, "with embedding token": seq, "after blocks": h,
                 "summary": summary, **posterior_stages(self.encoder_head(summary))}
 
-    def decoder_stages(self, z, *, position_embedding=None) -> dict[str, jax.Array]:
+    def decoder_stages(self, z: jax.Array, *, position_embedding: jax.Array | float | None = None) -> dict[str, jax.Array]:
         r"""The decoder :math:`p_\theta(x\mid z)` stage by stage; ``decode(z)`` is its last entries.
 
         Args:
