@@ -36,12 +36,28 @@ def test_encoder_stages_end_in_model_encode(model):
     assert names[0] == "images" and names[-2:] == ["mean", "log_std"]
     by = {s.name: s.value for s in stages}
     mean, log_std = model.encode(x)
-    np.testing.assert_allclose(by["mean"], mean, atol=1e-6)
-    np.testing.assert_allclose(by["log_std"], log_std, atol=1e-6)
+    np.testing.assert_array_equal(by["mean"], mean)
+    np.testing.assert_array_equal(by["log_std"], log_std)
     assert by["patches"].shape == (3, 16, 48)
     assert by["patch tokens"].shape == (3, 16, 32)
     assert by["with embedding token"].shape == (3, 17, 32)
+    assert by["after blocks"].shape == (3, 1, 32)  # the last block computes the embedding token only
     assert by["summary"].shape == (3, 32)
+    assert all(s.note for s in stages)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_stages_are_the_models_own_stages(variant, model):
+    """inspection adds notes (and the input views) to the model's forward pass; it computes nothing else."""
+    if variant != "gaussian":
+        model = TransformerVAE(TransformerConfig(**SMALL, **VARIANTS[variant]), rngs=nnx.Rngs(0))
+    x, z = images(), jax.random.normal(jax.random.key(1), (2, 6))
+    for ours, theirs, extra in ((inspection.encoder_stages(model, x), model.encoder_stages(x), ["images", "patches"]),
+                                (inspection.decoder_stages(model, z), model.decoder_stages(z), ["code"])):
+        assert [s.name for s in ours] == extra + list(theirs)
+        for s in ours[len(extra):]:
+            np.testing.assert_array_equal(s.value, theirs[s.name], err_msg=s.name)
+            assert s.note, s.name
 
 
 def test_patch_embedding_is_a_linear_map_of_the_patches(model):
@@ -63,13 +79,16 @@ def test_decoder_stages_end_in_model_decode(variant, model):
     assert by["tiled + position"].shape == (2, 16, 32)
     c = model.config
     if c.likelihood == "bernoulli":
-        np.testing.assert_allclose(by["logits"], decoded, atol=1e-6)
+        assert stages[-1].name == "logits"
+        np.testing.assert_array_equal(by["logits"], decoded)
     elif c.decoder_log_std is not None:
-        np.testing.assert_allclose(by["mean"], decoded[0], atol=1e-6)
-        assert "log_std" not in by
+        assert [s.name for s in stages[-2:]] == ["mean", "log_std"] and "raw log_std" not in by
+        np.testing.assert_array_equal(by["mean"], decoded[0])
+        np.testing.assert_array_equal(by["log_std"], np.full((2, 16, 16, 3), -1.0, np.float32))
     else:
-        np.testing.assert_allclose(by["mean"], decoded[0], atol=1e-6)
-        np.testing.assert_allclose(by["log_std"], decoded[1], atol=1e-6)
+        assert [s.name for s in stages[-2:]] == ["mean", "log_std"]
+        np.testing.assert_array_equal(by["mean"], decoded[0])
+        np.testing.assert_array_equal(by["log_std"], decoded[1])
         assert float(by["log_std"].min()) >= c.min_log_std
         assert by["raw log_std"].shape == (2, 16, 16, 3)
 

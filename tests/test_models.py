@@ -6,6 +6,7 @@ on two CPU cores.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
     sys.path.insert(0, str(ROOT))
 
 from vae_book import distributions as D  # noqa: E402
+from vae_book.models.base import VAEConfig, config_dict, likelihood_stages  # noqa: E402
 from vae_book.models.conv import ConvConfig, ConvVAE  # noqa: E402
 from vae_book.models.mlp import MLPConfig, MLPVAE  # noqa: E402
 from vae_book.models.transformer import (  # noqa: E402
@@ -125,6 +127,47 @@ def test_same_seed_same_model_different_seed_different(kind):
     assert not np.allclose(a.encode(x)[0], c.encode(x)[0])
 
 
+# --------------------------------------------------------------------------- named stages
+
+
+@pytest.mark.parametrize("kind,variant", ALL, ids=ids)
+def test_stages_end_in_what_encode_and_decode_return(kind, variant):
+    """One forward pass: encode / decode are the last entries of the model's own named stages."""
+    model = get_model(kind, variant)
+    x = images()
+    enc = model.encoder_stages(x)
+    assert list(enc)[-2:] == ["mean", "log_std"] and len(enc) >= 3
+    for got, want in zip(model.encode(x), (enc["mean"], enc["log_std"])):
+        np.testing.assert_array_equal(got, want)
+    z = enc["mean"]
+    dec = model.decoder_stages(z)
+    decoded = model.decode(z)
+    assert all(v.shape[0] == B for v in (*enc.values(), *dec.values()))
+    if variant == "bernoulli":
+        assert list(dec)[-1] == "logits"
+        np.testing.assert_array_equal(decoded, dec["logits"])
+    else:
+        assert list(dec)[-2:] == ["mean", "log_std"]
+        for got, want in zip(decoded, (dec["mean"], dec["log_std"])):
+            np.testing.assert_array_equal(got, want)
+    assert dec["pixels"].shape == (B, *IMAGE[:2], model.config.out_channels)
+
+
+def test_likelihood_head_is_shared_and_its_channel_rule():
+    out = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 3, 4)), jnp.float32)
+    learned = make_config("mlp", image_shape=(3, 3, 2), likelihood="gaussian")
+    assert learned.out_channels == 4
+    assert make_config("mlp", image_shape=(3, 3, 2), likelihood="bernoulli").out_channels == 2
+    assert make_config("conv", likelihood="gaussian", decoder_log_std=0.0).out_channels == IMAGE[2]
+    s = likelihood_stages(out, learned)
+    assert list(s) == ["raw log_std", "mean", "log_std"]
+    np.testing.assert_array_equal(s["mean"], out[..., :2])
+    np.testing.assert_allclose(s["log_std"], -5.0 + np.logaddexp(0.0, np.asarray(out[..., 2:]) + 5.0), rtol=1e-6)
+    fixed = likelihood_stages(out[..., :2], make_config("mlp", image_shape=(3, 3, 2), likelihood="gaussian",
+                                                        decoder_log_std=-1.0))
+    np.testing.assert_array_equal(fixed["log_std"], np.full((2, 3, 3, 2), -1.0, np.float32))
+
+
 # --------------------------------------------------------------------------- likelihood
 
 
@@ -216,6 +259,51 @@ def test_gradients_finite_and_nonzero_under_jit_of_split_state(kind, variant):
 def test_config_refusals_name_the_field(factory, kwargs, field):
     with pytest.raises(ValueError, match=field):
         factory(**kwargs)
+
+
+SHARED_REFUSALS = [
+    (dict(image_shape=(8, 8)), "`image_shape` must be \\(H, W, C\\)"),
+    (dict(image_shape=(0, 8, 1)), "`image_shape` must be .* positive"),
+    (dict(image_shape="abc"), "`image_shape`"),
+    (dict(z_dim=0), "`z_dim` must be a positive integer, got 0"),
+    (dict(z_dim=2.5), "`z_dim` must be a positive integer, got 2.5"),
+    (dict(z_dim=True), "`z_dim` must be a positive integer, got True"),
+    (dict(likelihood="poisson"), "`likelihood` must be one of .*'poisson'"),
+    (dict(decoder_log_std=float("nan")), "`decoder_log_std` must be a finite float or None, got nan"),
+    (dict(decoder_log_std="-1"), "`decoder_log_std` must be a finite float or None, got '-1'"),
+    (dict(min_log_std=float("-inf")), "`min_log_std` must be a finite float, got -inf"),
+    (dict(min_log_std=None), "`min_log_std` must be a finite float, got None"),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kwargs,message", SHARED_REFUSALS, ids=[str(i) for i in range(len(SHARED_REFUSALS))])
+def test_every_config_checks_the_shared_fields(kind, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_config(kind, **kwargs)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_configs_share_the_base_and_keep_their_fields(kind):
+    config = make_config(kind, image_shape=[8, 8, 2], z_dim=np.int64(3))
+    assert isinstance(config, VAEConfig)
+    assert config.image_shape == IMAGE and type(config.z_dim) is int
+    d = config_dict(config)
+    assert d["kind"] == type(config).__name__ and d["image_shape"] == IMAGE and d["min_log_std"] == -5.0
+    assert type(config)(**{k: v for k, v in d.items() if k != "kind"}) == config
+    own, bad = {"mlp": ("hidden", 0), "conv": ("channels", (4, 0.5)), "transformer": ("mlp_ratio", 0)}[kind]
+    with pytest.raises(ValueError, match=f"`{own}` must be a positive integer, got {bad if kind != 'conv' else 0.5}"):
+        make_config(kind, **{own: bad})
+
+
+def test_config_defaults_and_field_names_unchanged():
+    fields = lambda cls: {f.name: f.default for f in dataclasses.fields(cls)}  # noqa: E731
+    shared = dict(decoder_log_std=None, min_log_std=-5.0)
+    assert fields(MLPConfig) == dict(image_shape=(28, 28, 1), hidden=500, z_dim=20, likelihood="bernoulli", **shared)
+    assert fields(ConvConfig) == dict(image_shape=(64, 64, 3), channels=(32, 64, 128, 256), z_dim=32,
+                                      likelihood="gaussian", kernel_size=4, activation="relu", **shared)
+    assert fields(TransformerConfig) == dict(image_shape=(64, 64, 3), patch=8, hidden=256, depth=4, heads=4,
+                                             mlp_ratio=4, z_dim=64, likelihood="gaussian", dtype="float32", **shared)
 
 
 def test_defaults_are_the_full_size_models():

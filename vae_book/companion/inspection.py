@@ -1,9 +1,10 @@
 r"""Looking inside the transformer VAE: its stages one by one, its parameter budget, its position code.
 
 Chapter 7 walks through :class:`~vae_book.models.transformer.TransformerVAE` stage by stage. The
-functions here run the model's **own submodules** in the order ``encode`` / ``decode`` use them and
-keep every intermediate array, so the chapter can print shapes and plot what each stage produces;
-the tests check that the last stage equals ``model.encode`` / ``model.decode`` exactly.
+functions here add a one-line note to each of the model's **own named stages**
+(``model.encoder_stages`` / ``model.decoder_stages``, the one forward pass that ``encode`` /
+``decode`` also run), so the chapter can print shapes and plot what each stage produces; the tests
+check that the last stages are ``model.encode`` / ``model.decode`` exactly.
 
 * :func:`encoder_stages`, :func:`decoder_stages` — the intermediate arrays of one batch, as a list
   of :class:`Stage` (name, array, one-line description); :func:`format_stages` prints them as a table.
@@ -31,14 +32,7 @@ from flax import nnx
 from vae_book import distributions as D
 from vae_book.plotting import axes_row
 from vae_book._checks import check_array, check_key, check_positive_int
-from vae_book.models.base import bounded_log_std
-from vae_book.models.transformer import (
-    TransformerConfig,
-    TransformerVAE,
-    patchify,
-    sincos_2d_position_embedding,
-    unpatchify,
-)
+from vae_book.models.transformer import TransformerConfig, TransformerVAE, patchify
 
 __all__ = [
     "Stage",
@@ -67,27 +61,17 @@ def _check_model(model):
     return model
 
 
-def _position_override(position_embedding, config: TransformerConfig):
-    """``None`` -> the model's sine-cosine table; otherwise an array broadcastable to ``(N, hidden)``."""
-    want = (config.num_patches, config.hidden)
-    if position_embedding is None:
-        return jnp.asarray(sincos_2d_position_embedding(*config.grid, config.hidden))
-    pe = check_array(position_embedding, "position_embedding", ndim=(0, 1, 2))
-    try:
-        np.broadcast_shapes(pe.shape, want)
-    except ValueError:
-        raise ValueError(
-            f"`position_embedding` must broadcast to (num_patches, hidden) = {want}, got shape {pe.shape}."
-        ) from None
-    return jnp.broadcast_to(jnp.asarray(pe, jnp.float32), want)
+def _with_notes(arrays: dict, notes: dict) -> list[Stage]:
+    return [Stage(name, value, notes.get(name, "")) for name, value in arrays.items()]
 
 
-def encoder_stages(model: TransformerVAE, x, *, position_embedding=None) -> list[Stage]:
-    r"""Run the encoder :math:`q_\phi(z\mid x)` of ``model`` stage by stage on images ``x``.
+def encoder_stages(model: TransformerVAE, x: jax.Array, *, position_embedding: jax.Array | float | None = None) -> list[Stage]:
+    r"""The encoder :math:`q_\phi(z\mid x)` of ``model`` stage by stage on images ``x``, with a note per stage.
 
-    Uses the model's own submodules (``patch_embedding``, ``embedding_token``, ``encoder_blocks``,
-    ``encoder_norm``, ``encoder_head``) in the order of ``model.encode``; the last two stages equal
-    ``model.encode(x)``.
+    The arrays are the model's own forward pass,
+    :meth:`~vae_book.models.transformer.TransformerVAE.encoder_stages` (the very code
+    ``model.encode`` runs), preceded by the input and its patches (a view for the chapter: the
+    patch embedding is one convolution on the image); the last two stages are ``model.encode(x)``.
 
     Args:
         model: a :class:`~vae_book.models.transformer.TransformerVAE`.
@@ -99,82 +83,64 @@ def encoder_stages(model: TransformerVAE, x, *, position_embedding=None) -> list
     Returns:
         A list of :class:`Stage`: ``images`` (B, H, W, C), ``patches`` (B, N, p*p*C),
         ``patch tokens`` (B, N, hidden), ``+ position`` (B, N, hidden), ``with embedding token``
-        (B, 1+N, hidden), ``after blocks`` (B, 1+N, hidden), ``summary`` (B, hidden),
+        (B, 1+N, hidden), ``after blocks`` (B, 1, hidden), ``summary`` (B, hidden),
         ``mean`` (B, z_dim), ``log_std`` (B, z_dim).
     """
     model = _check_model(model)
     x = model.check_input(x)
     c = model.config
-    b = x.shape[0]
-    pe = _position_override(position_embedding, c)
-    patches = patchify(x, c.patch)
-    tokens = model.patch_embedding(x).reshape(b, c.num_patches, c.hidden)
-    placed = tokens.astype(jnp.float32) + pe[None]
-    first = jnp.broadcast_to(model.embedding_token[...], (b, 1, c.hidden))
-    seq = jnp.concatenate([first, placed], axis=1)
-    h = model.encoder_blocks(seq)
-    summary = model.encoder_norm(h[:, 0])
-    out = model.encoder_head(summary)
-    mean, log_std = jnp.split(out.astype(jnp.float32), 2, axis=-1)
     p = c.patch
-    return [
-        Stage("images", x, "input images in [0, 1]"),
-        Stage("patches", patches, f"{c.num_patches} patches of {p}x{p}x{c.image_shape[2]} pixels, row-major"),
-        Stage("patch tokens", tokens, f"conv with kernel = stride = {p}: one linear map per patch"),
-        Stage("+ position", placed, "plus the fixed 2-D sine-cosine position embedding"),
-        Stage("with embedding token", seq, "learned embedding token in front (no position)"),
-        Stage("after blocks", h, f"{c.depth} transformer blocks: every token attends to every token"),
-        Stage("summary", summary, "LayerNorm of the embedding token's output only"),
-        Stage("mean", mean, "Dense(hidden -> 2 z_dim), first half: posterior mean"),
-        Stage("log_std", log_std, "second half: posterior log sigma"),
-    ]
+    notes = {
+        "images": "input images in [0, 1]",
+        "patches": f"{c.num_patches} patches of {p}x{p}x{c.image_shape[2]} pixels, row-major",
+        "patch tokens": f"conv with kernel = stride = {p}: one linear map per patch",
+        "+ position": "plus the fixed 2-D sine-cosine position embedding",
+        "with embedding token": "learned embedding token in front (no position)",
+        "after blocks": f"{c.depth} transformer blocks, every token attending to every token; "
+                        "the last computes the embedding token's output only",
+        "summary": "LayerNorm of the embedding token's output",
+        "mean": "Dense(hidden -> 2 z_dim), first half: posterior mean",
+        "log_std": "second half: posterior log sigma",
+    }
+    arrays = {"images": x, "patches": patchify(x, p),
+              **model.encoder_stages(x, position_embedding=position_embedding)}
+    return _with_notes(arrays, notes)
 
 
-def decoder_stages(model: TransformerVAE, z, *, position_embedding=None) -> list[Stage]:
-    r"""Run the decoder :math:`p_\theta(x\mid z)` of ``model`` stage by stage on codes ``z`` ``(B, z_dim)``.
+def decoder_stages(model: TransformerVAE, z: jax.Array, *, position_embedding: jax.Array | float | None = None) -> list[Stage]:
+    r"""The decoder :math:`p_\theta(x\mid z)` of ``model`` stage by stage on codes ``z`` ``(B, z_dim)``, with notes.
 
-    Uses ``decoder_input``, ``decoder_blocks``, ``decoder_norm``, ``decoder_head`` and
-    :func:`~vae_book.models.transformer.unpatchify` in the order of ``model.decode``; the last
-    stage(s) equal ``model.decode(z)``. ``position_embedding`` as in :func:`encoder_stages`.
+    The arrays are the model's own forward pass,
+    :meth:`~vae_book.models.transformer.TransformerVAE.decoder_stages` (the very code
+    ``model.decode`` runs), preceded by the code; the last stage(s) are ``model.decode(z)``.
+    ``position_embedding`` as in :func:`encoder_stages`.
 
     Returns:
         A list of :class:`Stage`: ``code`` (B, z_dim), ``one token`` (B, hidden), ``tiled + position``
         (B, N, hidden), ``after blocks`` (B, N, hidden, LayerNorm applied), ``head output``
-        (B, N, p*p*C_out), ``pixels`` (B, H, W, C_out), then for a learned-sigma Gaussian ``mean`` and
-        ``log_std`` (B, H, W, C) (``raw log_std`` before the floor too), for a fixed sigma ``mean``,
-        for a Bernoulli decoder ``logits``.
+        (B, N, p*p*C_out), ``pixels`` (B, H, W, C_out), then (each (B, H, W, C)) ``logits`` for a
+        Bernoulli decoder, ``mean`` and ``log_std`` for a fixed sigma, ``raw log_std``, ``mean`` and
+        ``log_std`` for a learned one.
     """
     model = _check_model(model)
     z = model.check_code(z)
     c = model.config
-    h_img, w_img, img_c = c.image_shape
-    pe = _position_override(position_embedding, c)
-    token = model.decoder_input(z.astype(jnp.float32))
-    tiled = token[:, None, :] + pe[None]
-    h = model.decoder_norm(model.decoder_blocks(tiled))
-    out = model.decoder_head(h).astype(jnp.float32)
-    pixels = unpatchify(out, c.patch, h_img, w_img, c.out_channels)
-    stages = [
-        Stage("code", z, "latent code z"),
-        Stage("one token", token, "Dense(z_dim -> hidden): the code as one token"),
-        Stage("tiled + position", tiled, f"copied to all {c.num_patches} patch positions, plus the same position embedding"),
-        Stage("after blocks", h, f"{c.depth} transformer blocks (own weights) and a LayerNorm"),
-        Stage("head output", out, f"per-token Dense(hidden -> {c.patch}*{c.patch}*{c.out_channels})"),
-        Stage("pixels", pixels, "unpatchify: every token's outputs back to its patch"),
-    ]
-    if c.likelihood == "bernoulli":
-        stages.append(Stage("logits", pixels, "Bernoulli logits of every pixel"))
-    elif c.decoder_log_std is not None:
-        stages.append(Stage("mean", pixels, f"Gaussian mean; log sigma fixed at {c.decoder_log_std}"))
-    else:
-        raw = pixels[..., img_c:]
-        stages += [
-            Stage("mean", pixels[..., :img_c], "Gaussian mean of every pixel (first C channels)"),
-            Stage("raw log_std", raw, "last C channels, unconstrained"),
-            Stage("log_std", bounded_log_std(raw, c.min_log_std),
-                  f"log sigma = m + softplus(raw - m) >= m = {c.min_log_std:.3f} (sigma >= {math.exp(c.min_log_std):.3g})"),
-        ]
-    return stages
+    m = c.min_log_std
+    notes = {
+        "code": "latent code z",
+        "one token": "Dense(z_dim -> hidden): the code as one token",
+        "tiled + position": f"copied to all {c.num_patches} patch positions, plus the same position embedding",
+        "after blocks": f"{c.depth} transformer blocks (own weights) and a LayerNorm",
+        "head output": f"per-token Dense(hidden -> {c.patch}*{c.patch}*{c.out_channels})",
+        "pixels": "unpatchify: every token's outputs back to its patch",
+        "logits": "Bernoulli logits of every pixel",
+        "raw log_std": "last C channels, unconstrained",
+        "mean": "Gaussian mean of every pixel" + (" (first C channels)" if c.decoder_log_std is None else ""),
+        "log_std": (f"log sigma, fixed at {c.decoder_log_std}" if c.decoder_log_std is not None else
+                    f"log sigma = m + softplus(raw - m) >= m = {m:.3f} (sigma >= {math.exp(m):.3g})"),
+    }
+    arrays = {"code": z, **model.decoder_stages(z, position_embedding=position_embedding)}
+    return _with_notes(arrays, notes)
 
 
 def format_stages(stages) -> str:
@@ -248,7 +214,7 @@ def position_similarity(embedding) -> np.ndarray:
     return np.clip(u @ u.T, -1.0, 1.0)
 
 
-def plot_position_channels(embedding, grid: tuple[int, int], channels, axes=None):
+def plot_position_channels(embedding: np.ndarray, grid: tuple[int, int], channels, axes=None) -> plt.Figure:
     """Draw channels of a position embedding as images over the patch grid.
 
     Args:
@@ -285,7 +251,7 @@ def plot_position_channels(embedding, grid: tuple[int, int], channels, axes=None
     return axes[0].figure
 
 
-def gaussian_decoder_residuals(model, images, key, *, batch_size: int = 250):
+def gaussian_decoder_residuals(model, images: np.ndarray, key: jax.Array, *, batch_size: int = 250) -> tuple[np.ndarray, np.ndarray]:
     r"""Per-pixel decoder variance and squared error of a Gaussian decoder with learned sigma.
 
     For each image ``x`` draw one code :math:`z\sim q_\phi(z\mid x)` (as training does), decode it to

@@ -21,7 +21,13 @@ A block is ``x = x + MHSA(LN(x)); x = x + MLP(LN(x))`` with ``MLP = Dense(mlp_ra
 GELU -> Dense(hidden)`` and non-causal attention. For speed the attention goes through
 :func:`jax.nn.dot_product_attention` with one fused QKV projection, and the ``depth`` blocks of a
 stack are **one** module whose parameters carry a leading ``depth`` axis, applied with
-:func:`jax.lax.scan`: the block is traced and compiled once, however deep the stack.
+:func:`jax.lax.scan`: the block is traced and compiled once, however deep the stack. That fast block
+stack lives in ``vae_book/models/_blocks.py`` (:class:`BlockStack`, :class:`TransformerBlock` and
+``REMAT_POLICY``, re-exported here).
+
+The forward pass is written once, as named stages (:meth:`TransformerVAE.encoder_stages`,
+:meth:`TransformerVAE.decoder_stages`); ``encode`` / ``decode`` return their last entries, and
+chapter 7 (through :mod:`vae_book.companion.inspection`) prints and plots the same arrays.
 
 ``dtype="bfloat16"`` computes the matrix products in bfloat16; parameters, the residual stream,
 LayerNorm statistics and the returned likelihood parameters stay float32.
@@ -30,7 +36,6 @@ LayerNorm statistics and the returned likelihood parameters stay float32.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import jax
@@ -39,7 +44,8 @@ import numpy as np
 from flax import nnx
 
 from vae_book._checks import check_array, check_positive_int
-from vae_book.models.base import VAE, bounded_log_std, check_likelihood
+from vae_book.models._blocks import REMAT_POLICY, BlockStack, TransformerBlock  # noqa: F401  (re-exported)
+from vae_book.models.base import VAE, VAEConfig, likelihood_stages, posterior_stages
 
 __all__ = [
     "TransformerConfig",
@@ -110,7 +116,7 @@ def _check_patch(shape, patch, name: str):
     return patch
 
 
-def patchify(images, patch: int):
+def patchify(images: jax.Array, patch: int) -> jax.Array:
     """Cut images into non-overlapping square patches, row-major.
 
     Args:
@@ -130,7 +136,7 @@ def patchify(images, patch: int):
     return x.reshape(b, (h // p) * (w // p), p * p * c)
 
 
-def unpatchify(tokens, patch: int, height: int, width: int, channels: int):
+def unpatchify(tokens: jax.Array, patch: int, height: int, width: int, channels: int) -> jax.Array:
     """Put patches back into images: the exact inverse of :func:`patchify`.
 
     Args:
@@ -156,8 +162,10 @@ def unpatchify(tokens, patch: int, height: int, width: int, channels: int):
 
 
 @dataclass(frozen=True)
-class TransformerConfig:
+class TransformerConfig(VAEConfig):
     """Sizes of the Transformer VAE. The defaults are the full model of the source chapter.
+
+    The fields of :class:`~vae_book.models.base.VAEConfig` (checked there) and the sizes below.
 
     Attributes:
         image_shape: ``(H, W, C)``; ``patch`` must divide ``H`` and ``W``.
@@ -188,20 +196,13 @@ class TransformerConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        try:
-            shape = tuple(int(s) for s in self.image_shape)
-        except (TypeError, ValueError):
-            raise ValueError(f"`image_shape` must be (H, W, C), got {self.image_shape!r}.") from None
-        if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"`image_shape` must be (H, W, C) of positive ints, got {self.image_shape!r}.")
-        object.__setattr__(self, "image_shape", shape)
-        for name in ("patch", "hidden", "depth", "heads", "mlp_ratio", "z_dim"):
-            check_positive_int(getattr(self, name), name)
-        h, w, _ = shape
+        super().__post_init__()
+        self.check_positive_ints("patch", "hidden", "depth", "heads", "mlp_ratio")
+        h, w, _ = self.image_shape
         if h % self.patch or w % self.patch:
             raise ValueError(
                 f"`patch` must divide the image height and width, got patch={self.patch} for "
-                f"image_shape={shape}."
+                f"image_shape={self.image_shape}."
             )
         if self.hidden % self.heads:
             raise ValueError(
@@ -213,13 +214,6 @@ class TransformerConfig:
                 f"`hidden` must be divisible by 4 (the 2-D sine-cosine position embedding uses "
                 f"hidden / 4 frequencies for each of sin/cos of rows/columns), got hidden={self.hidden}."
             )
-        check_likelihood(self.likelihood)
-        for name, allow_none in (("decoder_log_std", True), ("min_log_std", False)):
-            v = getattr(self, name)
-            if v is None and allow_none:
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"`{name}` must be a finite float{' or None' if allow_none else ''}, got {v!r}.")
         if self.dtype not in _DTYPES:
             raise ValueError(f"`dtype` must be one of {_DTYPES} (the compute dtype), got {self.dtype!r}.")
 
@@ -233,134 +227,6 @@ class TransformerConfig:
         """``N = (H / patch)(W / patch)``."""
         return self.grid[0] * self.grid[1]
 
-    @property
-    def out_channels(self) -> int:
-        """Decoder outputs per pixel: ``2C`` (Gaussian, learned sigma) or ``C``."""
-        c = self.image_shape[2]
-        return 2 * c if self.likelihood == "gaussian" and self.decoder_log_std is None else c
-
-
-# --------------------------------------------------------------------------- blocks
-
-
-def _dense_columns(linear: nnx.Linear, x, start: int, stop: int):
-    """``linear(x)[..., start:stop]`` computed with only those output columns of the kernel."""
-    kernel, bias = linear.kernel[...][:, start:stop], linear.bias[...][start:stop]
-    x, kernel, bias = linear.promote_dtype((x, kernel, bias), dtype=linear.dtype)
-    out = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())), precision=linear.precision)
-    return out + bias
-
-
-class TransformerBlock(nnx.Module):
-    """One pre-LayerNorm block: ``x = x + MHSA(LN(x)); x = x + MLP(LN(x))``, shape ``(B, T, hidden)`` -> same.
-
-    Attention is non-causal (every token sees every token), computed by
-    :func:`jax.nn.dot_product_attention` from one fused ``Dense(hidden -> 3 hidden)`` QKV projection.
-    Matrix products run in ``dtype``; the residual stream and LayerNorm statistics stay float32.
-
-    ``block(x, num_outputs=n)`` returns only the first ``n`` tokens' outputs ``(B, n, hidden)``: all
-    ``T`` tokens still provide keys and values, but queries, the projection and the MLP are computed
-    for those ``n`` tokens only (the encoder's last block, whose other outputs nobody reads).
-    """
-
-    def __init__(self, hidden: int, heads: int, mlp_ratio: int, dtype=jnp.float32, *, rngs: nnx.Rngs):
-        self.heads = heads
-        self.norm1 = nnx.LayerNorm(hidden, dtype=dtype, rngs=rngs)
-        self.qkv = nnx.Linear(hidden, 3 * hidden, dtype=dtype, rngs=rngs)
-        self.proj = nnx.Linear(hidden, hidden, dtype=dtype, rngs=rngs)
-        self.norm2 = nnx.LayerNorm(hidden, dtype=dtype, rngs=rngs)
-        self.fc1 = nnx.Linear(hidden, mlp_ratio * hidden, dtype=dtype, rngs=rngs)
-        self.fc2 = nnx.Linear(mlp_ratio * hidden, hidden, dtype=dtype, rngs=rngs)
-
-    def __call__(self, x, num_outputs: int | None = None):
-        b, t, d = x.shape
-        heads = lambda a: a.reshape(b, a.shape[1], self.heads, d // self.heads)  # noqa: E731  (B, ., heads, head_dim)
-        y = self.norm1(x)
-        if num_outputs is None:
-            # jnp.split (not indexing): its gradient is one concatenate, where indexing's is three pads
-            q, k, v = map(heads, jnp.split(self.qkv(y), 3, axis=-1))
-        else:
-            x = x[:, :num_outputs]
-            q = heads(_dense_columns(self.qkv, y[:, :num_outputs], 0, d))
-            k, v = map(heads, jnp.split(_dense_columns(self.qkv, y, d, 3 * d), 2, axis=-1))
-        attn = jax.nn.dot_product_attention(q, k, v).reshape(x.shape[0], x.shape[1], d)
-        x = x + self.proj(attn).astype(x.dtype)
-        h = self.fc2(jax.nn.gelu(self.fc1(self.norm2(x))))
-        return x + h.astype(x.dtype)
-
-
-#: What the scanned block keeps for the backward pass (see :func:`_scan_blocks`): the outputs of
-#: its weight matrix products (QKV, projection, MLP); the elementwise ops (LayerNorm, softmax, GELU)
-#: and the two small attention products are recomputed.
-REMAT_POLICY = jax.checkpoint_policies.dots_with_no_batch_dims_saveable
-
-
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _scan_blocks(graphdef, state, x, num_outputs=None):
-    """Apply stacked blocks ``nnx.merge(graphdef, state[i])`` for i = 0, 1, ... with one ``lax.scan``.
-
-    A plain :func:`jax.lax.scan` over the split state rather than :func:`flax.nnx.scan`: it also works
-    when the model is closed over by ``jax.jit`` / ``jax.make_jaxpr`` (e.g. ``jax.jit(model.encode)``),
-    and the blocks hold parameters only, so there is no state to write back. The ``jax.jit`` (a no-op
-    inside an outer jit) caches the compiled scan, so eager calls in a notebook do not re-trace it.
-
-    The block is wrapped in :func:`jax.checkpoint` with :data:`REMAT_POLICY`. Under a scan, every
-    value the backward pass needs is copied into a ``(depth, ...)`` stack on the way forward and
-    sliced back out on the way back; with the default "save everything" that copying made the scanned
-    update step 20-25% slower than an unrolled loop on CPU. Saving only the weight matrix-product
-    outputs and recomputing the cheap rest brings it to within a few percent of the unrolled loop
-    (see ``bench/train_step.py``) while the block is still compiled once, whatever the depth.
-
-    With ``num_outputs`` the last block is applied outside the scan, to compute only the first
-    ``num_outputs`` tokens (see :class:`TransformerBlock`).
-    """
-
-    def step(h, layer_state):
-        return nnx.merge(graphdef, layer_state)(h), None
-
-    step = jax.checkpoint(step, policy=REMAT_POLICY, prevent_cse=False)
-    if num_outputs is None:
-        return jax.lax.scan(step, x, state)[0]
-    depth = jax.tree.leaves(state)[0].shape[0]
-    if depth > 1:
-        x = jax.lax.scan(step, x, jax.tree.map(lambda a: a[:-1], state))[0]
-    return nnx.merge(graphdef, jax.tree.map(lambda a: a[-1], state))(x, num_outputs)
-
-
-class BlockStack(nnx.Module):
-    """``depth`` :class:`TransformerBlock` s as one module with stacked parameters, applied by a scan.
-
-    Every parameter has a leading axis of size ``depth`` (created with :func:`flax.nnx.vmap` over the
-    block constructor, one RNG split per layer). ``__call__`` runs :func:`jax.lax.scan` over that
-    axis, so the block is traced and compiled once whatever ``depth`` is.
-    Shapes: ``(B, T, hidden)`` -> ``(B, T, hidden)``.
-    """
-
-    def __init__(self, depth: int, hidden: int, heads: int, mlp_ratio: int, dtype=jnp.float32, *, rngs: nnx.Rngs):
-        self.depth = depth
-
-        @nnx.split_rngs(splits=depth)
-        @nnx.vmap(in_axes=(0,), out_axes=0)
-        def create(rngs):
-            return TransformerBlock(hidden, heads, mlp_ratio, dtype, rngs=rngs)
-
-        self.layers = create(rngs)
-
-    def __call__(self, x, num_outputs: int | None = None):
-        """``(B, T, hidden)`` -> ``(B, T, hidden)``, or ``(B, num_outputs, hidden)``: the first
-        ``num_outputs`` tokens only, the others' last-block outputs not computed."""
-        if num_outputs is not None:
-            num_outputs = check_positive_int(num_outputs, "num_outputs")
-        graphdef, state = nnx.split(self.layers)
-        return _scan_blocks(graphdef, state, x, num_outputs)
-
-    def layer(self, i: int) -> TransformerBlock:
-        """A standalone copy of block ``i`` (its parameter slices), e.g. to inspect one layer."""
-        if not (isinstance(i, (int, np.integer)) and -self.depth <= i < self.depth):
-            raise ValueError(f"`i` must be an int in [-{self.depth}, {self.depth}), got {i!r}.")
-        graphdef, state = nnx.split(self.layers)
-        return nnx.merge(graphdef, jax.tree.map(lambda a: a[i], state))
-
 
 # --------------------------------------------------------------------------- model
 
@@ -371,6 +237,7 @@ class TransformerVAE(VAE):
     * ``encode(x)``: images ``(B, H, W, C)`` in [0, 1] -> ``(mean, log_std)``, each ``(B, z_dim)``.
     * ``decode(z)``: codes ``(B, z_dim)`` -> logits ``(B, H, W, C)`` (Bernoulli) or
       ``(mean, log_std)``, each ``(B, H, W, C)`` float32 (Gaussian; the mean is unconstrained).
+    * ``encoder_stages(x)`` / ``decoder_stages(z)``: every intermediate array of the same pass.
 
     Submodules (see the module docstring): ``patch_embedding``, ``embedding_token`` (a
     ``(1, 1, hidden)`` parameter), ``encoder_blocks``, ``encoder_norm``, ``encoder_head``,
@@ -405,36 +272,72 @@ class TransformerVAE(VAE):
         c = self.config
         return jnp.asarray(sincos_2d_position_embedding(*c.grid, c.hidden))
 
-    def encode(self, x):
-        r"""Parameters of :math:`q_\phi(z\mid x)`: images ``(B, H, W, C)`` in [0, 1] -> ``(mean, log_std)``, each ``(B, z_dim)`` float32."""
+    def _positions(self, position_embedding) -> jax.Array:
+        """``None`` -> :attr:`position_embedding`; otherwise an array that broadcasts to ``(N, hidden)``."""
+        if position_embedding is None:
+            return self.position_embedding
+        c = self.config
+        want = (c.num_patches, c.hidden)
+        pe = check_array(position_embedding, "position_embedding", ndim=(0, 1, 2))
+        try:
+            np.broadcast_shapes(pe.shape, want)
+        except ValueError:
+            raise ValueError(
+                f"`position_embedding` must broadcast to (num_patches, hidden) = {want}, got shape {pe.shape}."
+            ) from None
+        return jnp.broadcast_to(jnp.asarray(pe, jnp.float32), want)
+
+    def encoder_stages(self, x: jax.Array, *, position_embedding: jax.Array | float | None = None) -> dict[str, jax.Array]:
+        r"""The encoder :math:`q_\phi(z\mid x)` stage by stage; ``encode(x)`` is its last two entries.
+
+        Args:
+            x: images ``(B, H, W, C)`` in [0, 1].
+            position_embedding: ``None`` for the fixed sine-cosine table, or an array that broadcasts
+                to ``(N, hidden)`` to use instead (e.g. ``0.0`` to switch it off, an experiment of
+                chapter 7).
+
+        Returns:
+            ``patch tokens`` ``(B, N, hidden)`` (compute dtype), ``+ position`` ``(B, N, hidden)``,
+            ``with embedding token`` ``(B, 1 + N, hidden)``, ``after blocks`` ``(B, 1, hidden)`` (the
+            embedding token's output: the last block computes no other), ``summary`` ``(B, hidden)``
+            (its LayerNorm), ``mean`` and ``log_std`` ``(B, z_dim)``; float32 unless noted.
+        """
         x = self.check_input(x)
         c = self.config
         b = x.shape[0]
         tokens = self.patch_embedding(x).reshape(b, c.num_patches, c.hidden)  # (B, N, hidden)
-        tokens = tokens.astype(jnp.float32) + self.position_embedding[None]
+        placed = tokens.astype(jnp.float32) + self._positions(position_embedding)[None]
         first = jnp.broadcast_to(self.embedding_token[...], (b, 1, c.hidden))
-        # (B, 1 + N, hidden) in; only the embedding token is read, so only its output is computed
-        h = self.encoder_blocks(jnp.concatenate([first, tokens], axis=1), num_outputs=1)  # (B, 1, hidden)
-        out = self.encoder_head(self.encoder_norm(h[:, 0]))
-        mean, log_std = jnp.split(out.astype(jnp.float32), 2, axis=-1)
-        return mean, log_std
+        seq = jnp.concatenate([first, placed], axis=1)  # (B, 1 + N, hidden)
+        # only the embedding token is read, so only its output is computed
+        h = self.encoder_blocks(seq, num_outputs=1)  # (B, 1, hidden)
+        summary = self.encoder_norm(h[:, 0])
+        return {"patch tokens": tokens, "+ position": placed, "with embedding token": seq, "after blocks": h,
+                "summary": summary, **posterior_stages(self.encoder_head(summary))}
 
-    def decode(self, z):
-        r"""Parameters of :math:`p_\theta(x\mid z)`: codes ``(B, z_dim)`` -> logits ``(B, H, W, C)``
-        (Bernoulli) or ``(mean, log_std)``, each ``(B, H, W, C)`` float32 (Gaussian)."""
+    def decoder_stages(self, z: jax.Array, *, position_embedding: jax.Array | float | None = None) -> dict[str, jax.Array]:
+        r"""The decoder :math:`p_\theta(x\mid z)` stage by stage; ``decode(z)`` is its last entries.
+
+        Args:
+            z: codes ``(B, z_dim)``.
+            position_embedding: as in :meth:`encoder_stages`.
+
+        Returns:
+            ``one token`` ``(B, hidden)``, ``tiled + position`` ``(B, N, hidden)``, ``after blocks``
+            ``(B, N, hidden)`` (LayerNorm applied), ``head output`` ``(B, N, p * p * C_out)``,
+            ``pixels`` ``(B, H, W, C_out)``, then the likelihood parameters ``(B, H, W, C)`` of
+            :func:`~vae_book.models.base.likelihood_stages`; all float32 but the middle two (compute dtype).
+        """
         z = self.check_code(z)
         c = self.config
-        h_img, w_img, img_c = c.image_shape
-        tokens = self.decoder_input(z.astype(jnp.float32))[:, None, :]  # (B, 1, hidden)
-        tokens = tokens + self.position_embedding[None]  # broadcast to every patch: (B, N, hidden)
-        h = self.decoder_norm(self.decoder_blocks(tokens))
+        h_img, w_img, _ = c.image_shape
+        token = self.decoder_input(z.astype(jnp.float32))  # (B, hidden)
+        tiled = token[:, None, :] + self._positions(position_embedding)[None]  # every patch: (B, N, hidden)
+        h = self.decoder_norm(self.decoder_blocks(tiled))
         out = self.decoder_head(h).astype(jnp.float32)  # (B, N, p * p * C_out)
-        out = unpatchify(out, c.patch, h_img, w_img, c.out_channels)  # (B, H, W, C_out)
-        if c.likelihood == "bernoulli":
-            return out
-        if c.decoder_log_std is not None:
-            return out, jnp.full_like(out, c.decoder_log_std)
-        return out[..., :img_c], bounded_log_std(out[..., img_c:], c.min_log_std)
+        pixels = unpatchify(out, c.patch, h_img, w_img, c.out_channels)  # (B, H, W, C_out)
+        return {"one token": token, "tiled + position": tiled, "after blocks": h, "head output": out,
+                "pixels": pixels, **likelihood_stages(pixels, c)}
 
 
 #: Which submodules make up each part reported by :func:`parameter_counts`.
