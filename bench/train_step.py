@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
+import vae_book.models._blocks as B  # noqa: E402
 import vae_book.models.transformer as T  # noqa: E402
 from reference import ReferenceVAE, make_reference_step  # noqa: E402
 from vae_book import objectives  # noqa: E402
@@ -151,7 +152,7 @@ def _timed(fn):
 
 
 def _unrolled_scan_blocks():
-    """``_scan_blocks`` with the scan unrolled: the same arithmetic, for XLA's FLOP count only
+    """``scan_blocks`` with the scan unrolled: the same arithmetic, for XLA's FLOP count only
     (XLA's cost analysis counts a while loop's body once, not ``depth`` times)."""
 
     @functools.partial(jax.jit, static_argnums=(0, 3))
@@ -159,7 +160,7 @@ def _unrolled_scan_blocks():
         def step(h, layer_state):
             return nnx.merge(graphdef, layer_state)(h), None
 
-        step = jax.checkpoint(step, policy=T.REMAT_POLICY, prevent_cse=False)
+        step = jax.checkpoint(step, policy=B.REMAT_POLICY, prevent_cse=False)
         if num_outputs is None:
             return jax.lax.scan(step, x, state, unroll=True)[0]
         depth = jax.tree.leaves(state)[0].shape[0]
@@ -190,13 +191,13 @@ class VaeBookPeer(Peer):
         self.first_call = (tw + cw, tc + cc)
         self.compile_only = (cw, cc)
         # XLA's count, with the scan unrolled so that every layer is counted
-        original = T._scan_blocks
-        T._scan_blocks = _unrolled_scan_blocks()
+        original = B.scan_blocks
+        B.scan_blocks = _unrolled_scan_blocks()
         try:
             unrolled = make_train_step(graphdef, rest, objectives.vae_loss, optimizer)
             self.flops = first(unrolled.lower(*args).compile().cost_analysis())["flops"]
         finally:
-            T._scan_blocks = original
+            B.scan_blocks = original
         self.state = [params, opt_state, jnp.asarray(-1)]
         self.x, self.key, self.i = x, key, 0
 
@@ -331,9 +332,9 @@ def depth_sweep(depths=(2, 4, 8)) -> list:
         x = jnp.zeros((base["batch"], *config.image_shape), jnp.float32)
         row = {"depth": depth}
         for label in ("scan", "unrolled"):
-            original = T._scan_blocks
+            original = B.scan_blocks
             if label == "unrolled":
-                T._scan_blocks = _unrolled_scan_blocks()
+                B.scan_blocks = _unrolled_scan_blocks()
             try:
                 model = T.TransformerVAE(config, rngs=nnx.Rngs(0))
                 graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -343,7 +344,7 @@ def depth_sweep(depths=(2, 4, 8)) -> list:
                 lowered, (tw, tc) = _timed(lambda: step.lower(*args))
                 _, (cw, cc) = _timed(lambda: lowered.compile())
             finally:
-                T._scan_blocks = original
+                B.scan_blocks = original
             row[label] = (tw + cw, tc + cc)
         rows.append(row)
         print(f"  depth {depth}: scan {row['scan'][0]:5.1f} s wall / {row['scan'][1]:5.1f} s CPU   "

@@ -28,7 +28,7 @@ from reference import ReferenceVAE, port_state  # noqa: E402
 
 from vae_book.models.transformer import TransformerConfig, TransformerVAE  # noqa: E402
 from vae_book.objectives import vae_loss  # noqa: E402
-from vae_book.train import _compiler_options, _default_optimizer, make_train_step  # noqa: E402
+from vae_book.train import _compiler_options, default_optimizer, make_train_step  # noqa: E402
 
 # depth 2: the decoder scans two blocks; the encoder scans one and applies its last block to the
 # embedding token only
@@ -110,7 +110,7 @@ def test_fits_flattened_adam_is_adam():
     @jax.jit
     def three_updates(params):
         out = []
-        for opt in (_default_optimizer(1e-3), optax.adam(1e-3)):
+        for opt in (default_optimizer(1e-3), optax.adam(1e-3)):
             state, updates = opt.init(params), None
             for i in range(3):
                 grads = jax.tree.map(lambda p: jnp.sin(p + i) + 0.5, params)

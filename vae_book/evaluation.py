@@ -31,7 +31,7 @@ so bits per dimension are :math:`-\log p(x)/(D\ln2) + \log_2(L-1)` (see :func:`b
 convention of writing :math:`\log_2 256 = 8` comes from scaling integers by 1/256 instead of 1/255 and
 differs by :math:`\log_2(256/255)\approx 0.0056` bits per dimension).
 
-Length: about 450 lines, over the package's 400-line guide, because the units (quantisation,
+Longer than 400 lines because the units (quantisation,
 bits per dimension, the discretized Gaussian) and the estimators reported in them are defined
 together here, the one place chapter 10's numbers come from.
 """

@@ -18,7 +18,7 @@ Codes are NumPy/JAX arrays of shape ``(..., d)``; apart from :func:`encode` and 
 everything here computes in float64 NumPy and returns float32 codes (what a decoder takes) or
 float64 statistics.
 
-Length: a little over the package's 400-line guide, because the factor probes need their
+Longer than 400 lines because the factor probes need their
 target encoding (circular and categorical factors, masks) and the paths need their special cases
 (parallel, antipodal, zero codes), each documented where it is handled.
 """

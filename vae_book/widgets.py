@@ -30,20 +30,18 @@ import base64
 import html as _html
 import io
 import json
-import os
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from vae_book.profiles import is_static
 from vae_book._checks import check_images, check_positive_int
 
 __all__ = [
-    "STATIC_ENV_VAR",
     "MAX_EMBED_BYTES",
     "Explorer",
-    "is_static",
     "png_bytes",
     "png_data_uri",
     "explorer_html",
@@ -52,16 +50,11 @@ __all__ = [
     "show",
 ]
 
-#: Environment variable that selects the static HTML explorers (the book build sets it to ``1``).
-STATIC_ENV_VAR = "VAE_BOOK_STATIC"
 #: Default budget for the frames embedded in one explorer, in bytes of PNG data (~2 MB).
 MAX_EMBED_BYTES = 2_000_000
 _MAX_SCALE = 32
 
 
-def is_static() -> bool:
-    """True when the static-site explorers are wanted: ``VAE_BOOK_STATIC`` is set to ``1``/``true``/``yes``."""
-    return os.environ.get(STATIC_ENV_VAR, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 # --------------------------------------------------------------------------------------------------

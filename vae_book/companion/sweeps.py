@@ -1,7 +1,7 @@
-r"""The beta sweep: the same MLP VAE trained with KL weights beta, and what each run trades.
+r"""Chapter 9's beta sweep: the same MLP VAE trained with KL weights beta, and what each run trades.
 
 For every beta of the sweep, :func:`beta_sweep` trains (or loads from the model cache)
-:func:`vae_book.experiments.train_mlp` with the loss :math:`-(\text{recon} - \beta\,\mathrm{KL})` and
+:func:`vae_book.runs.train` (``"mlp"``) with the loss :math:`-(\text{recon} - \beta\,\mathrm{KL})` and
 measures on the held-out images
 
 * the **rate** :math:`R = \mathbb E_x\,\mathrm{KL}(q(z\mid x)\,\Vert\,p(z))` (nats per image),
@@ -43,10 +43,10 @@ __all__ = [
 
 @dataclass
 class BetaPoint:
-    """One run of the sweep: its beta, the trained :class:`~vae_book.experiments.Run` and held-out measurements."""
+    """One run of the sweep: its beta, the trained :class:`~vae_book.runs.Run` and held-out measurements."""
 
     beta: float
-    run: object  #: the :class:`vae_book.experiments.Run` (model, history, data)
+    run: object  #: the :class:`vae_book.runs.Run` (model, history, data)
     rate: float  #: mean KL(q(z|x) || p(z)) over the held-out images, nats per image
     distortion: float  #: mean -E_q log p(x|z), nats per image
     active_units: int  #: units with Var_x(E_q[z_u]) > 0.01 (:func:`vae_book.latent.latent_activity`)
@@ -145,7 +145,7 @@ def beta_sweep(betas=None, *, profile: Profile | None = None, steps: int | None 
                likelihood: str = "bernoulli", z_dim: int = 20, hidden: int = 500, num_images: int = 8,
                num_samples: int = 16, num_mc: int = 4, seed: int = 0, cache=True,
                progress: bool = True) -> BetaSweep:
-    r"""Train the MLP VAE of :func:`vae_book.experiments.train_mlp` once per beta and measure each run.
+    r"""Train the MLP VAE of :func:`vae_book.runs.train` (``"mlp"``) once per beta and measure each run.
 
     Args:
         betas: KL weights; default the profile's ``beta_values``.
@@ -162,7 +162,7 @@ def beta_sweep(betas=None, *, profile: Profile | None = None, steps: int | None 
         :class:`BetaSweep` with the points in increasing beta. Rate and distortion are averages over
         all held-out images of the run (``run.test_images``), in nats per image.
     """
-    from vae_book import experiments
+    from vae_book import runs
 
     profile = profile or get_profile()
     betas = profile.beta_values if betas is None else betas
@@ -178,8 +178,8 @@ def beta_sweep(betas=None, *, profile: Profile | None = None, steps: int | None 
     num_mc = check_positive_int(num_mc, "num_mc")
     points, originals = [], None
     for beta in betas:
-        run = experiments.train_mlp(profile=profile, likelihood=likelihood, z_dim=z_dim, hidden=hidden, beta=beta,
-                                    steps=steps, seed=seed, cache=cache, progress=progress)
+        run = runs.train("mlp", profile=profile, likelihood=likelihood, z_dim=z_dim, hidden=hidden, beta=beta,
+                         steps=steps, seed=seed, cache=cache, progress=progress)
         model, test = run.model, run.test_images
         originals = np.asarray(test[:num_images])
         key = jax.random.key(seed)
