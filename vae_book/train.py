@@ -17,7 +17,6 @@ compiles faster and ran no slower.
 from __future__ import annotations
 
 import functools
-import math
 import queue
 import threading
 import time
