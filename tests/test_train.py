@@ -81,6 +81,73 @@ def test_nan_guard_stops_names_the_step_and_keeps_finite_parameters(images):
     assert 0.05 < float(drift(model)) < 0.05 + 1.5e-2
 
 
+def _params(model):
+    return [np.asarray(p) for p in jax.tree.leaves(nnx.state(model, nnx.Param))]
+
+
+def test_divergence_guard_keeps_exactly_the_parameters_after_step_n_minus_1(images):
+    # Step N's update is NaN (a learning-rate schedule that is NaN at Adam's count N - 1: finite loss
+    # and gradients, non-finite update); the steps after it in the same log_every window are finite
+    # again and must be skipped too. The result must equal an (N - 1)-step run, bit for bit.
+    import optax
+
+    n = 7
+    schedule = lambda count: jnp.where(count == n - 1, jnp.nan, 3e-3)  # noqa: E731
+    diverged = MLPVAE(CFG, rngs=nnx.Rngs(0))
+    with pytest.raises(TrainingDiverged, match=rf"step {n} of 40.*parameters from step {n - 1}"):
+        fit(diverged, images, steps=40, batch_size=16, optimizer=optax.adam(schedule), log_every=20,
+            progress=False)
+    reference = MLPVAE(CFG, rngs=nnx.Rngs(0))
+    fit(reference, images, steps=n - 1, batch_size=16, optimizer=optax.adam(schedule), progress=False)
+    initial = _params(MLPVAE(CFG, rngs=nnx.Rngs(0)))
+    for got, want, start in zip(_params(diverged), _params(reference), initial):
+        np.testing.assert_array_equal(got, want)
+    assert any(not np.array_equal(g, s) for g, s in zip(_params(diverged), initial))  # it did train
+
+
+def test_a_nan_update_at_the_first_step_keeps_the_initial_parameters(images):
+    import optax
+
+    model = MLPVAE(CFG, rngs=nnx.Rngs(0))
+    initial = _params(model)
+    with pytest.raises(TrainingDiverged, match="step 1 of 5"):
+        fit(model, images, steps=5, batch_size=16, optimizer=optax.sgd(float("nan")), progress=False)
+    for got, want in zip(_params(model), initial):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"learning_rate": -1e-3}, "learning_rate"),
+    ({"learning_rate": 0.0}, "learning_rate"),
+    ({"learning_rate": float("nan")}, "learning_rate"),
+    ({"learning_rate": float("inf")}, "learning_rate"),
+    ({"learning_rate": "1e-3"}, "learning_rate"),
+    ({"learning_rate": None}, "learning_rate"),
+    ({"beta": float("nan")}, "beta"),
+    ({"beta": -1.0}, "beta"),
+    ({"beta": "1"}, "beta"),
+    ({"log_every": 0}, "log_every"),
+    ({"log_every": -5}, "log_every"),
+    ({"eval_every": 0}, "eval_every"),
+    ({"seed": "0"}, "seed"),
+    ({"seed": 1.5}, "seed"),
+    ({"optimizer": "adam"}, "optimizer"),
+    ({"loss_fn": "vae_loss"}, "loss_fn"),
+    ({"eval_images": np.zeros((0, 6, 6, 1), np.float32)}, "eval_images"),
+])
+def test_fit_names_each_bad_argument(images, kwargs, name):
+    model = MLPVAE(CFG, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        fit(model, images, steps=2, batch_size=16, progress=False, **kwargs)
+
+
+def test_fit_accepts_numpy_and_jax_scalars_for_learning_rate_and_beta(images):
+    model = MLPVAE(CFG, rngs=nnx.Rngs(0))
+    h = fit(model, images, steps=2, batch_size=16, learning_rate=np.float32(1e-3), beta=jnp.asarray(0.5),
+            progress=False)
+    assert h.steps == 2
+
+
 def test_fit_refuses_bad_arguments(images):
     model = MLPVAE(CFG, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="`batch_size`"):

@@ -19,6 +19,7 @@ __all__ = [
     "check_images",
     "check_key",
     "check_positive_int",
+    "check_number",
     "check_broadcastable",
     "is_concrete",
 ]
@@ -145,6 +146,24 @@ def check_positive_int(n, name: str, *, allow_none: bool = False):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"`{name}` must be a positive integer, got {n!r}.")
     return int(n)
+
+
+def check_number(x, name: str, *, minimum: float | None = None, strict: bool = False) -> float:
+    """Check that ``x`` is a finite real number (Python, NumPy or 0-d JAX), ``>= minimum`` (``>`` if
+    ``strict``); return it as a Python float."""
+    shape = getattr(x, "shape", None)
+    is_real = isinstance(x, (int, float, np.integer, np.floating)) or (
+        shape == () and jnp.issubdtype(getattr(x, "dtype", None), jnp.number)
+        and not jnp.issubdtype(x.dtype, jnp.complexfloating))
+    if isinstance(x, (bool, np.bool_)) or not is_real or not is_concrete(x):
+        raise ValueError(f"`{name}` must be a real number, got {_describe(x)}.")
+    value = float(x)
+    if not np.isfinite(value):
+        raise ValueError(f"`{name}` must be finite, got {value!r}.")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        relation = ">" if strict else ">="
+        raise ValueError(f"`{name}` must be {relation} {minimum:g}, got {value!r}.")
+    return value
 
 
 def check_broadcastable(names_and_arrays: dict[str, object]):

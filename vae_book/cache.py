@@ -8,8 +8,9 @@ imports** (found by reading the import statements, not by a hand-kept list; see
 training imports and every cached model is retrained; edit a figure or a chapter-only helper and none
 is.
 
-Writes are atomic (:mod:`vae_book.checkpoints`) and done under a lock on the entry, so two processes
-asking for the same model train it once. A stale, corrupt or mismatched entry is named in a warning
+Writes are atomic (:mod:`vae_book.checkpoints`) and done under a lock on the entry
+(:mod:`filelock`), so two processes asking for the same model train it once: the second waits, then
+loads. An entry is used only if its stored key and settings are the ones asked for. A stale, corrupt or mismatched entry is named in a warning
 and the model is retrained **from its initial parameters**, never from what a failed load left in it.
 """
 
@@ -21,10 +22,12 @@ import functools
 import hashlib
 import json
 import os
+import time
 import warnings
 from importlib import metadata
 from pathlib import Path
 
+import filelock
 import jax
 import numpy as np
 from flax import nnx
@@ -179,26 +182,39 @@ def _describe_loss(loss_fn) -> object:
     return f"{getattr(loss_fn, '__module__', '?')}.{getattr(loss_fn, '__qualname__', repr(loss_fn))}"
 
 
+#: a temporary file in the cache folder older than this (seconds) is an orphan of a killed write
+_ORPHAN_AGE = 3600.0
+
+
 @contextlib.contextmanager
 def _locked(path: Path):
-    """Hold an exclusive lock on ``<path>.lock`` (POSIX ``flock``; a no-op where it is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
+    """Hold the lock ``<path>.lock`` (:mod:`filelock`) and sweep the orphaned temporary files.
+
+    Every write of the entry happens under this lock, so a ``<path>.*.tmp`` file older than the
+    moment the lock was taken was left by a killed writer; it is deleted, as is any ``*.tmp`` in the
+    folder older than an hour (orphans of entries that are no longer asked for).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / (path.name + ".lock"), "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    with filelock.FileLock(str(path.parent / (path.name + ".lock"))):
+        taken = time.time()
+        for tmp in path.parent.glob("*.tmp"):
+            try:
+                age = tmp.stat().st_mtime
+                if (tmp.name.startswith(path.name + ".") and age <= taken) or age < taken - _ORPHAN_AGE:
+                    tmp.unlink()
+            except FileNotFoundError:  # swept by another process meanwhile
+                pass
+        yield
 
 
-def _load_entry(model, path: Path) -> History:
+def _load_entry(model, path: Path, key: str, parts: dict) -> History:
     """Load a cache entry into ``model``; raise CheckpointError naming what is wrong with it."""
     meta = load_model(model, path)
+    if meta.get("key") != key or meta.get("key_parts") != json.loads(json.dumps(parts, default=json_default)):
+        raise CheckpointError(
+            f"it was stored under the key {meta.get('key')!r} with other settings, not {key!r} "
+            f"(copied from another entry?)."
+        )
     try:
         return History.from_dict(meta["history"])
     except (KeyError, TypeError, ValueError) as e:
@@ -243,7 +259,7 @@ def fit_cached(model, train_images, *, cache: bool | str | Path = True, tag: str
         if checkpoint_paths(path)[1].exists():
             initial = jax.tree.map(lambda a: a.copy(), nnx.state(model))
             try:
-                history = _load_entry(model, path)
+                history = _load_entry(model, path, key, parts)
                 return history, {"cached": True, "key": key, "path": str(path)}
             except CheckpointError as e:
                 nnx.update(model, initial)  # retrain from the initial parameters, not a failed load's

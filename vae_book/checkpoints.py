@@ -45,10 +45,18 @@ def checkpoint_paths(path) -> tuple[Path, Path]:
     return path.parent / (path.name + ".msgpack"), path.parent / (path.name + ".json")
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, data: bytes):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make a shared cache unreadable to others
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -75,12 +83,20 @@ def model_config(model) -> dict:
     return json.loads(json.dumps(d, default=json_default))
 
 
+def _check_model(model):
+    if not isinstance(model, nnx.Module) or not jax.tree.leaves(nnx.state(model, nnx.Param)):
+        raise ValueError(f"`model` must be an nnx.Module with parameters, got {type(model).__name__}.")
+
+
 def save_model(model, path, metadata: dict | None = None) -> Path:
     """Write ``model``'s parameters to ``<path>.msgpack`` and metadata to ``<path>.json``, atomically.
 
     Returns the path of the parameter file. ``metadata`` must be a JSON-serialisable dict whose keys
     are not ``format``, ``model``, ``num_params`` or ``sha256`` (those are computed here).
     """
+    _check_model(model)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError(f"`metadata` must be a dict or None, got {type(metadata).__name__}.")
     metadata = dict(metadata or {})
     clash = sorted(set(metadata) & set(_RESERVED))
     if clash:
@@ -113,6 +129,7 @@ def load_model(model, path) -> dict:
             SHA-256 (corrupt or truncated), or it was written for a model with another config or
             other parameter shapes. The message says which and what to do.
     """
+    _check_model(model)
     params_path, meta_path = checkpoint_paths(path)
     if not params_path.exists() or not meta_path.exists():
         raise CheckpointError(f"no checkpoint at {path} (expected {params_path.name} and {meta_path.name}).")

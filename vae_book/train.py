@@ -31,7 +31,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from vae_book import objectives
-from vae_book._checks import check_images, check_positive_int
+from vae_book._checks import check_images, check_number, check_positive_int
 from vae_book.data import batch_slices, batches
 from vae_book.profiles import is_static
 
@@ -68,7 +68,28 @@ class History:
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
-        return cls(train=dict(d["train"]), eval=dict(d["eval"]), seconds=float(d["seconds"]), steps=int(d["steps"]))
+        """The inverse of :meth:`to_dict`; raises ValueError naming the first field of the wrong shape."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a history must be a dict, got {type(d).__name__}.")
+        missing = sorted({"train", "eval", "seconds", "steps"} - set(d))
+        if missing:
+            raise ValueError(f"the history lacks the fields {missing}.")
+        tables = {}
+        for split in ("train", "eval"):
+            table = d[split]
+            if not isinstance(table, dict) or not all(
+                    isinstance(v, list) and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in v)
+                    for v in table.values()):
+                raise ValueError(f"the history's `{split}` must map names to lists of numbers, got {table!r:.80}.")
+            if len({len(v) for v in table.values()}) > 1:
+                raise ValueError(f"the history's `{split}` lists have different lengths.")
+            tables[split] = dict(table)
+        seconds, steps = d["seconds"], d["steps"]
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not np.isfinite(seconds):
+            raise ValueError(f"the history's `seconds` must be a finite number, got {seconds!r:.40}.")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"the history's `steps` must be a non-negative integer, got {steps!r:.40}.")
+        return cls(train=tables["train"], eval=tables["eval"], seconds=float(seconds), steps=steps)
 
     def last(self, split: str = "eval") -> dict:
         """The last logged value of every quantity of ``split``."""
@@ -121,7 +142,7 @@ def default_optimizer(learning_rate: float) -> optax.GradientTransformation:
 
 
 def _all_finite(loss, grads):
-    """True iff ``loss`` and every gradient entry are finite, as one reduction per dtype.
+    """True iff ``loss`` and every entry of the pytree ``grads`` are finite, as one reduction per dtype.
 
     The gradients are raveled and concatenated (XLA fuses that into the reduction) rather than
     reduced leaf by leaf: dozens of tiny reductions cost more compile time than the check itself.
@@ -138,8 +159,10 @@ def _all_finite(loss, grads):
 def make_train_step(graphdef, rest, loss_fn, optimizer):
     """Build the jitted update ``(params, opt_state, x, key, step, bad_step) -> (params, opt_state, metrics, bad_step)``.
 
-    If the loss or any gradient is non-finite the update is skipped (parameters and optimiser state
-    are kept) and ``bad_step`` records the first such step (it stays -1 while all is well).
+    If the loss, a gradient or an update is non-finite (a NaN learning rate gives finite gradients
+    but NaN updates) the update is skipped: parameters and optimiser state are kept, and ``bad_step``
+    records the step (it stays -1 while all is well). Once ``bad_step`` is set every later update is
+    skipped too, so the parameters stay those after step ``bad_step - 1`` until the caller checks.
     """
 
     def loss_of_params(params, x, key):
@@ -149,10 +172,11 @@ def make_train_step(graphdef, rest, loss_fn, optimizer):
     @functools.partial(jax.jit, donate_argnums=(0, 1), compiler_options=_compiler_options())
     def train_step(params, opt_state, x, key, step, bad_step):
         (loss, metrics), grads = jax.value_and_grad(loss_of_params, has_aux=True)(params, x, key)
-        finite = _all_finite(loss, grads)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        finite = _all_finite(loss, (grads, updates))
+        ok = finite & (bad_step < 0)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
         bad_step = jnp.where((~finite) & (bad_step < 0), step, bad_step)
         return keep(new_params, params), keep(new_opt_state, opt_state), metrics, bad_step
 
@@ -259,7 +283,19 @@ def fit(
         )
     if eval_images is not None:
         eval_images = check_images(eval_images, "eval_images", image_shape=train_images.shape[1:])
-    log_every = check_positive_int(log_every or max(1, steps // 100), "log_every")
+        if eval_images.shape[0] == 0:
+            raise ValueError("`eval_images` must hold at least one image (or be None), got an empty array.")
+    if optimizer is None:
+        learning_rate = check_number(learning_rate, "learning_rate", minimum=0.0, strict=True)
+    elif not isinstance(optimizer, optax.GradientTransformation):
+        raise ValueError(f"`optimizer` must be an optax.GradientTransformation, got {type(optimizer).__name__}.")
+    if loss_fn is None:
+        beta = check_number(beta, "beta", minimum=0.0)
+    elif not callable(loss_fn):
+        raise ValueError(f"`loss_fn` must be callable as loss_fn(model, x, key), got {type(loss_fn).__name__}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"`seed` must be an integer, got {seed!r}.")
+    log_every = max(1, steps // 100) if log_every is None else check_positive_int(log_every, "log_every")
     eval_every = check_positive_int(eval_every, "eval_every", allow_none=True)
     eval_loss = loss_fn or objectives.vae_loss
     loss_fn = loss_fn or functools.partial(objectives.vae_loss, beta=beta)
