@@ -466,6 +466,22 @@ def test_image_folder_loads_mixed_files(tmp_path):
     np.testing.assert_allclose(means[4], [1, 0, 0], atol=1e-5)
 
 
+def test_image_folder_keeps_the_range_of_16_bit_grey_pngs(tmp_path):
+    # PIL's own conversion of a 16-bit PNG to RGB clips every value above 255: mid-grey became white
+    levels = np.array([0, 8192, 32768, 65535], np.uint16)
+    for value in levels:
+        Image.fromarray(np.full((12, 12), value, np.uint16)).save(tmp_path / f"g{value:05d}.png")
+    assert Image.open(tmp_path / "g32768.png").mode.startswith("I")  # really a 16-bit file
+    ramp = np.tile(np.linspace(0, 65535, 32).astype(np.uint16), (32, 1))
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    ds = image_folder(tmp_path, size=8, test_fraction=0.0)
+    assert_image_contract(ds.train, (8, 8, 3))
+    flat = ds.train[:4]  # g00000, g08192, g32768, g65535 (sorted by name)
+    np.testing.assert_allclose(flat.mean(axis=(1, 2, 3)), levels / 65535, atol=1e-5)
+    row = ds.train[4, 0, :, 0]  # the ramp rises left to right and stays inside [0, 1]
+    assert np.all(np.diff(row) > 0) and 0.0 <= row.min() and row.max() <= 1.0
+
+
 def test_image_folder_centre_crop(tmp_path):
     img = np.zeros((30, 60, 3), np.uint8)  # H=30, W=60: crop keeps columns 15..44
     img[:, :15] = (255, 0, 0)

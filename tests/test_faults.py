@@ -196,7 +196,7 @@ def _swap_from_other_key(path: Path, other: Path):
 CORRUPTIONS = {
     "truncated parameters": (_truncate, "SHA-256"),
     "flipped byte": (_flip_byte, "SHA-256"),
-    "deleted parameters": (_delete_params, "no checkpoint"),
+    "deleted parameters": (_delete_params, "must name a saved checkpoint"),
     "deleted metadata": (_delete_metadata, None),  # no entry: trains, nothing to warn about
     "invalid UTF-8": (_invalid_utf8, "corrupt"),
     "JSON list": (_json([]), "not a JSON object"),
@@ -252,8 +252,8 @@ def test_checkpoint_files_follow_the_umask(tmp_path):
 
 
 def test_storage_refuses_a_model_that_is_not_one(tmp_path):
-    with pytest.raises(ValueError, match="`model` must be an nnx.Module"):
+    with pytest.raises(ValueError, match="`model` must be a Flax NNX model"):
         C.save_model(None, tmp_path / "ckpt")
-    with pytest.raises(ValueError, match="`model` must be an nnx.Module"):
+    with pytest.raises(ValueError, match="`model` must be a Flax NNX model"):
         C.load_model("model", tmp_path / "ckpt")
     assert not list(tmp_path.iterdir())

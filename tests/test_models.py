@@ -269,10 +269,10 @@ SHARED_REFUSALS = [
     (dict(z_dim=2.5), "`z_dim` must be a positive integer, got 2.5"),
     (dict(z_dim=True), "`z_dim` must be a positive integer, got True"),
     (dict(likelihood="poisson"), "`likelihood` must be one of .*'poisson'"),
-    (dict(decoder_log_std=float("nan")), "`decoder_log_std` must be a finite float or None, got nan"),
-    (dict(decoder_log_std="-1"), "`decoder_log_std` must be a finite float or None, got '-1'"),
-    (dict(min_log_std=float("-inf")), "`min_log_std` must be a finite float, got -inf"),
-    (dict(min_log_std=None), "`min_log_std` must be a finite float, got None"),
+    (dict(decoder_log_std=float("nan")), "`decoder_log_std` must be finite, got nan"),
+    (dict(decoder_log_std="-1"), "`decoder_log_std` must be a real number or None, got str '-1'"),
+    (dict(min_log_std=float("-inf")), "`min_log_std` must be finite, got -inf"),
+    (dict(min_log_std=None), "`min_log_std` must be a real number, got NoneType None"),
 ]
 
 

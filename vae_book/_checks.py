@@ -20,6 +20,9 @@ __all__ = [
     "check_key",
     "check_positive_int",
     "check_number",
+    "check_callable",
+    "check_module",
+    "check_path",
     "check_broadcastable",
     "is_concrete",
 ]
@@ -46,12 +49,14 @@ def check_array(
     shape: Sequence[int | None] | None = None,
     floating: bool = True,
     finite: bool = False,
+    value_range: tuple[float, float] | None = None,
 ):
     """Return ``x`` as an array after checking rank, shape and dtype.
 
     ``shape`` may hold ``None`` for "any size" along an axis. ``floating`` requires a floating dtype
     (Python floats and ints are converted to float32 first). ``finite`` additionally rejects NaN/Inf
-    when the values are concrete.
+    when the values are concrete; ``value_range=(lo, hi)`` rejects NaN and values outside
+    ``[lo, hi]`` (tolerance 1e-6), also only on concrete values.
     """
     if isinstance(x, (int, float)) and not isinstance(x, bool):
         x = jnp.asarray(x, dtype=jnp.float32)
@@ -76,8 +81,26 @@ def check_array(
             want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"`{name}` must have shape {want}, got {_describe(x)}.")
     if finite and is_concrete(x) and not bool(np.all(np.isfinite(np.asarray(x)))):
-        raise ValueError(f"`{name}` must be finite, but it contains NaN or Inf ({_describe(x)}).")
+        raise ValueError(f"`{name}` must be finite, got an {_describe(x)} holding NaN or Inf.")
+    if value_range is not None:
+        _check_range(x, name, value_range)
     return x
+
+
+def _check_range(x, name: str, value_range: tuple[float, float]) -> None:
+    if not is_concrete(x) or not x.size:
+        return
+    lo, hi = value_range
+    values = np.asarray(x)  # NumPy: works inside a trace on arrays captured as constants
+    xmin, xmax = float(values.min()), float(values.max())
+    if not (np.isfinite(xmin) and np.isfinite(xmax)):
+        raise ValueError(f"`{name}` must have finite values in [{lo}, {hi}], got an {_describe(x)} "
+                         f"holding NaN or Inf.")
+    if xmin < lo - 1e-6 or xmax > hi + 1e-6:
+        hint = " Did you forget to divide by 255?" if xmax > 1.5 and hi == 1.0 else ""
+        raise ValueError(
+            f"`{name}` must have values in [{lo}, {hi}], got values in [{xmin:.4g}, {xmax:.4g}].{hint}"
+        )
 
 
 def check_images(
@@ -110,17 +133,8 @@ def check_images(
             raise ValueError(
                 f"`{name}` must have images of shape (H, W, C) = {want}, got {_describe(x)}."
             )
-    if value_range is not None and is_concrete(x) and x.size:
-        lo, hi = value_range
-        values = np.asarray(x)  # NumPy: works inside a trace on arrays captured as constants
-        xmin, xmax = float(values.min()), float(values.max())
-        if not (np.isfinite(xmin) and np.isfinite(xmax)):
-            raise ValueError(f"`{name}` contains NaN or Inf ({_describe(x)}).")
-        if xmin < lo - 1e-6 or xmax > hi + 1e-6:
-            hint = " Did you forget to divide by 255?" if xmax > 1.5 and hi == 1.0 else ""
-            raise ValueError(
-                f"`{name}` must have values in [{lo}, {hi}], got values in [{xmin:.4g}, {xmax:.4g}].{hint}"
-            )
+    if value_range is not None:
+        _check_range(x, name, value_range)
     return x
 
 
@@ -148,22 +162,56 @@ def check_positive_int(n, name: str, *, allow_none: bool = False):
     return int(n)
 
 
-def check_number(x, name: str, *, minimum: float | None = None, strict: bool = False) -> float:
+def check_number(x, name: str, *, minimum: float | None = None, strict: bool = False,
+                 below: float | None = None, allow_none: bool = False) -> float | None:
     """Check that ``x`` is a finite real number (Python, NumPy or 0-d JAX), ``>= minimum`` (``>`` if
-    ``strict``); return it as a Python float."""
+    ``strict``) and ``< below``; return it as a Python float (``None`` passes when ``allow_none``)."""
+    if x is None and allow_none:
+        return None
     shape = getattr(x, "shape", None)
     is_real = isinstance(x, (int, float, np.integer, np.floating)) or (
         shape == () and jnp.issubdtype(getattr(x, "dtype", None), jnp.number)
         and not jnp.issubdtype(x.dtype, jnp.complexfloating))
     if isinstance(x, (bool, np.bool_)) or not is_real or not is_concrete(x):
-        raise ValueError(f"`{name}` must be a real number, got {_describe(x)}.")
+        want = "a real number or None" if allow_none else "a real number"
+        raise ValueError(f"`{name}` must be {want}, got {_describe(x)}.")
     value = float(x)
     if not np.isfinite(value):
         raise ValueError(f"`{name}` must be finite, got {value!r}.")
     if minimum is not None and (value <= minimum if strict else value < minimum):
         relation = ">" if strict else ">="
         raise ValueError(f"`{name}` must be {relation} {minimum:g}, got {value!r}.")
+    if below is not None and value >= below:
+        raise ValueError(f"`{name}` must be < {below:g}, got {value!r}.")
     return value
+
+
+def check_callable(f, name: str):
+    """Check that ``f`` is callable (a function, a bound method, a ``functools.partial``)."""
+    if not callable(f):
+        raise ValueError(f"`{name}` must be a function, got {_describe(f)}.")
+    return f
+
+
+def check_module(model, name: str = "model", *, methods: Sequence[str] = ()):
+    """Check that ``model`` is a Flax NNX module with the methods ``methods`` (e.g. ``("encode",)``)."""
+    from flax import nnx
+
+    missing = [m for m in methods if not callable(getattr(model, m, None))]
+    if not isinstance(model, nnx.Module) or missing:
+        want = "a Flax NNX model" + (f" with {', '.join(f'`{m}`' for m in methods)}" if methods else "")
+        raise ValueError(f"`{name}` must be {want}, got {_describe(model)}.")
+    return model
+
+
+def check_path(path, name: str = "path"):
+    """Check that ``path`` is a non-empty ``str`` or ``os.PathLike``; return it as a ``Path``."""
+    import os
+    from pathlib import Path
+
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ValueError(f"`{name}` must be a file path (a non-empty str or Path), got {_describe(path)}.")
+    return Path(path)
 
 
 def check_broadcastable(names_and_arrays: dict[str, object]):

@@ -33,7 +33,7 @@ import numpy as np
 from flax import nnx
 
 from vae_book import __version__
-from vae_book._checks import check_images
+from vae_book._checks import check_images, check_path
 from vae_book.checkpoints import (
     CheckpointError,
     checkpoint_paths,
@@ -159,7 +159,9 @@ def training_fingerprint(package_dir: str | Path | None = None) -> str:
 
 
 def array_fingerprint(x) -> str:
-    """SHA-256 (16 hex) of an array's shape, dtype and bytes."""
+    """SHA-256 (16 hex) of an array's shape, dtype and bytes (a NumPy or JAX array)."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise ValueError(f"`x` must be a NumPy or JAX array, got {type(x).__name__} {x!r:.60}.")
     x = np.ascontiguousarray(np.asarray(x))
     h = hashlib.sha256(f"{x.shape}{x.dtype}".encode())
     h.update(x.tobytes())
@@ -235,9 +237,14 @@ def fit_cached(model, train_images, *, cache: bool | str | Path = True, tag: str
     """
     train_images = check_images(train_images, "train_images")
     if "optimizer" in fit_kwargs:
-        raise ValueError("`fit_cached` cannot hash a custom `optimizer`; pass learning_rate or use `fit` directly.")
+        raise ValueError(f"`optimizer` must not be given to fit_cached (an optax optimiser cannot be hashed), "
+                         f"got {type(fit_kwargs['optimizer']).__name__}; pass learning_rate or use `fit` directly.")
     if not isinstance(tag, str):
         raise ValueError(f"`tag` must be a string, got {type(tag).__name__}.")
+    if cache is not True and cache is not False:
+        cache = check_path(cache, "cache")
+        if cache.exists() and not cache.is_dir():
+            raise ValueError(f"`cache` must be a folder (or True / False), got {str(cache)!r}, which is a file.")
     settings = {k: v for k, v in fit_kwargs.items() if k not in ("progress", "desc", "eval_images", "loss_fn")}
     eval_images = fit_kwargs.get("eval_images")
     parts = {
@@ -251,7 +258,7 @@ def fit_cached(model, train_images, *, cache: bool | str | Path = True, tag: str
         "package": training_fingerprint(),
     }
     key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=json_default).encode()).hexdigest()[:20]
-    folder = cache_dir() if cache is True else Path(cache) if cache else None
+    folder = cache_dir() if cache is True else cache or None
     if folder is None:
         return fit(model, train_images, **fit_kwargs), {"cached": False, "key": key, "path": None}
     path = folder / f"{type(model).__name__}-{key}"

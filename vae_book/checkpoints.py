@@ -23,6 +23,7 @@ import jax
 import numpy as np
 from flax import nnx, serialization
 
+from vae_book._checks import check_module, check_path
 from vae_book.models.base import config_dict
 
 __all__ = ["CheckpointError", "FORMAT", "checkpoint_paths", "model_config", "json_default", "save_model",
@@ -39,7 +40,7 @@ class CheckpointError(ValueError):
 
 def checkpoint_paths(path) -> tuple[Path, Path]:
     """``(<path>.msgpack, <path>.json)``; a ``path`` already ending in one of those suffixes is stripped."""
-    path = Path(path)
+    path = check_path(path, "path")
     if path.suffix in (".msgpack", ".json"):
         path = path.with_suffix("")
     return path.parent / (path.name + ".msgpack"), path.parent / (path.name + ".json")
@@ -84,8 +85,9 @@ def model_config(model) -> dict:
 
 
 def _check_model(model):
-    if not isinstance(model, nnx.Module) or not jax.tree.leaves(nnx.state(model, nnx.Param)):
-        raise ValueError(f"`model` must be an nnx.Module with parameters, got {type(model).__name__}.")
+    check_module(model)
+    if not jax.tree.leaves(nnx.state(model, nnx.Param)):
+        raise ValueError(f"`model` must be an nnx.Module with parameters, got a {type(model).__name__} with none.")
 
 
 def save_model(model, path, metadata: dict | None = None) -> Path:
@@ -100,7 +102,8 @@ def save_model(model, path, metadata: dict | None = None) -> Path:
     metadata = dict(metadata or {})
     clash = sorted(set(metadata) & set(_RESERVED))
     if clash:
-        raise ValueError(f"`metadata` must not set the computed fields {clash}; rename those keys.")
+        raise ValueError(f"`metadata` must not set the computed fields {list(_RESERVED)}, got the keys {clash}; "
+                         f"rename them.")
     params_path, meta_path = checkpoint_paths(path)
     state = nnx.state(model, nnx.Param)
     pure = jax.tree.map(np.asarray, nnx.to_pure_dict(state))
@@ -115,7 +118,8 @@ def save_model(model, path, metadata: dict | None = None) -> Path:
     try:
         text = json.dumps(meta, indent=1, default=json_default).encode()
     except (TypeError, ValueError) as e:
-        raise ValueError(f"`metadata` must be JSON-serialisable: {e}") from None
+        raise ValueError(f"`metadata` must be JSON-serialisable (numbers, strings, lists, dicts, arrays), got "
+                         f"a value it cannot encode: {e}") from None
     _atomic_write(params_path, blob)
     _atomic_write(meta_path, text)
     return params_path
@@ -132,7 +136,8 @@ def load_model(model, path) -> dict:
     _check_model(model)
     params_path, meta_path = checkpoint_paths(path)
     if not params_path.exists() or not meta_path.exists():
-        raise CheckpointError(f"no checkpoint at {path} (expected {params_path.name} and {meta_path.name}).")
+        raise CheckpointError(f"`path` must name a saved checkpoint ({params_path.name} and {meta_path.name}), "
+                              f"got {str(path)!r}, where there is none.")
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -63,12 +63,13 @@ def bernoulli_log_prob(x, logits):
     levels in (0, 1) the same expression is a (negative) cross-entropy, not a normalised density.
 
     Args:
-        x: targets in [0, 1]. logits: :math:`\ell = \log\frac{p}{1-p}`, broadcast-compatible with ``x``.
+        x: targets in [0, 1] (checked when concrete: values outside, or NaN, raise a ``ValueError``).
+            Grey levels are valid input, see above. logits: :math:`\ell = \log\frac{p}{1-p}`, broadcast-compatible with ``x``.
 
     Returns:
         Array of the broadcast shape (nats).
     """
-    x = check_array(x, "x")
+    x = check_array(x, "x", value_range=(0.0, 1.0))
     logits = check_array(logits, "logits")
     check_broadcastable({"x": x, "logits": logits})
     return x * logits - jax.nn.softplus(logits)

@@ -115,7 +115,7 @@ def bits_per_dim(log_px, num_dims: int, *, levels: int | None = None):
     Returns a float (or an array of the shape of ``log_px``); lower is better.
     """
     num_dims = check_positive_int(num_dims, "num_dims")
-    log_px = np.asarray(log_px, np.float64)
+    log_px = np.asarray(check_array(log_px, "log_px"), np.float64)
     bpd = -log_px / (num_dims * math.log(2.0))
     if levels is not None:
         bpd = bpd + math.log2(_check_levels(levels) - 1)
@@ -136,7 +136,7 @@ def discretized_gaussian_log_prob(x, mean, log_std, *, levels: int = 256):
     Returns:
         Array of the broadcast shape (nats).
     """
-    x = check_array(x, "x")
+    x = check_array(x, "x", value_range=(0.0, 1.0))
     mean = check_array(mean, "mean")
     log_std = check_array(log_std, "log_std")
     half = 0.5 * bin_width(levels)
@@ -171,7 +171,7 @@ def rate_distortion(model, images, key, *, num_samples: int = 1, batch_size: int
 
     so that the ELBO is :math:`-(D + R)`. Returns ``(rate, distortion)`` as floats.
     """
-    images = check_images(images, "images")
+    images = check_images(images, "images", image_shape=getattr(model, "image_shape", None))
     key = check_key(key)
     num_samples = check_positive_int(num_samples, "num_samples")
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -215,7 +215,7 @@ def dataset_log_weights(model, images, key, num_samples: int, *, chunk_size: int
     Returns:
         float64 array (num_samples, N) in nats.
     """
-    images = check_images(images, "images")
+    images = check_images(images, "images", image_shape=getattr(model, "image_shape", None))
     key = check_key(key)
     num_samples = check_positive_int(num_samples, "num_samples")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
@@ -237,7 +237,7 @@ def group_estimates(log_w, k: int) -> np.ndarray:
     log_w = np.asarray(check_array(log_w, "log_w", ndim=2), np.float64)
     k = check_positive_int(k, "k")
     if log_w.shape[0] % k:
-        raise ValueError(f"`k` ({k}) must divide the number of log weights per image ({log_w.shape[0]}).")
+        raise ValueError(f"`k` must divide the number of log weights per image ({log_w.shape[0]}), got {k}.")
     groups = log_w.reshape(log_w.shape[0] // k, k, log_w.shape[1])
     return special.logsumexp(groups, axis=1) - math.log(k)
 
@@ -292,11 +292,14 @@ def iwae_curve(model, images, key, ks, *, repeats: int = 4, chunk_size: int = 64
     """
     key = check_key(key)
     repeats = check_positive_int(repeats, "repeats")
-    ks = np.array([check_positive_int(int(k), "ks[i]") for k in ks])
+    if isinstance(ks, (str, bytes)) or not hasattr(ks, "__len__") or not len(ks):
+        raise ValueError(f"`ks` must be a non-empty list of positive integers, got {ks!r:.80}.")
+    ks = np.array([check_positive_int(k.item() if isinstance(k, np.generic) else k, f"ks[{i}]")
+                   for i, k in enumerate(ks)])
     k_max = int(ks.max())
     if any(k_max % k for k in ks):
         raise ValueError(f"every K in `ks` must divide max(ks) = {k_max}, got {list(ks)}.")
-    images = check_images(images, "images")
+    images = check_images(images, "images", image_shape=getattr(model, "image_shape", None))
     log_w = dataset_log_weights(model, images, key, repeats * k_max, chunk_size=chunk_size,
                                 batch_size=batch_size)
     means, stds, per_image, counts, ests = [], [], [], [], []
@@ -386,7 +389,7 @@ def evaluate(model, images, key, *, name: str, dataset: str, num_samples: int, r
     import time
 
     t0 = time.perf_counter()
-    images = check_images(images, "images")
+    images = check_images(images, "images", image_shape=getattr(model, "image_shape", None))
     key = check_key(key)
     num_samples = check_positive_int(num_samples, "num_samples")
     repeats = check_positive_int(repeats, "repeats")

@@ -33,7 +33,7 @@ import numpy as np
 from flax import nnx
 
 from vae_book import distributions as D
-from vae_book._checks import check_array, check_positive_int
+from vae_book._checks import check_array, check_number, check_positive_int
 from vae_book.data import batch_slices
 
 
@@ -226,8 +226,7 @@ def latent_activity(mean, log_std, *, threshold: float = ACTIVE_THRESHOLD) -> di
         raise ValueError(f"`mean` and `log_std` must have the same shape, got {mu.shape} and {ls.shape}.")
     if mu.shape[0] < 2:
         raise ValueError(f"`mean` needs at least 2 rows (inputs) to measure a variance, got {mu.shape[0]}.")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
-        raise ValueError(f"`threshold` must be a positive number, got {threshold!r}.")
+    threshold = check_number(threshold, "threshold", minimum=0.0, strict=True)
     with jax.enable_x64(True):  # the one KL formula, evaluated in float64 like the rest of the statistics
         kl_dim = np.asarray(D.kl_to_standard_normal(mu, ls), np.float64).mean(axis=0)
     mean_var = mu.var(axis=0)
@@ -260,7 +259,7 @@ def traverse(decode: Callable, z0, dims, values) -> np.ndarray:
     d = base.shape[0]
     vals = np.asarray(check_array(values, "values", ndim=1, finite=True), np.float32)
     if vals.size == 0:
-        raise ValueError("`values` must hold at least one value.")
+        raise ValueError("`values` must hold at least one value, got an empty array.")
     dims = [int(i) for i in np.atleast_1d(np.asarray(dims))]
     if not dims or any(not 0 <= i < d for i in dims):
         raise ValueError(f"`dims` must be a non-empty list of dimensions in [0, {d}), got {dims}.")
@@ -403,8 +402,7 @@ def linear_probe_r2(train_codes, train_targets, test_codes, test_targets, *, rid
     _check_targets(test_targets, zte.shape[0], "test_targets")
     if set(train_targets) != set(test_targets):
         raise ValueError("`train_targets` and `test_targets` must have the same factors.")
-    if not (isinstance(ridge, (int, float)) and ridge >= 0):
-        raise ValueError(f"`ridge` must be a non-negative number, got {ridge!r}.")
+    ridge = check_number(ridge, "ridge", minimum=0.0)
     d = ztr.shape[1]
     out = {}
     for name, (ytr, mtr, _) in train_targets.items():

@@ -23,10 +23,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from vae_book import distributions as D
-from vae_book._checks import check_array, check_key, check_positive_int
+from vae_book._checks import (check_array, check_callable, check_images, check_key, check_module,
+                              check_number, check_positive_int, is_concrete)
 
 __all__ = [
     "ElboTerms",
@@ -62,6 +64,9 @@ def elbo(model, x, key, *, analytic_kl: bool = True) -> ElboTerms:
     Returns:
         :class:`ElboTerms` of per-example arrays (nats).
     """
+    check_module(model, methods=_VAE_METHODS)
+    if not isinstance(analytic_kl, (bool, np.bool_)):
+        raise ValueError(f"`analytic_kl` must be True or False, got {analytic_kl!r}.")
     key = check_key(key)
     mean, log_std = model.encode(x)
     z = D.sample_diag_gaussian(key, mean, log_std, num_samples=1)[0]
@@ -78,15 +83,18 @@ def vae_loss(model, x, key, beta: float = 1.0):
     r"""The beta-weighted training loss :math:`\frac1B\sum_b -\big(\text{recon}_b - \beta\,\text{KL}_b\big)`.
 
     ``beta = 1`` gives the negative ELBO (Kingma & Welling 2014); ``beta != 1`` the beta-VAE loss
-    (Higgins et al. 2017), which is **not** a bound on log p(x) unless beta = 1.
+    (Higgins et al. 2017), which is **not** a bound on log p(x) unless beta = 1. ``beta`` may be a
+    Python, NumPy or 0-d JAX number (finite, >= 0), or a traced scalar inside ``jax.jit`` (e.g. a
+    KL warm-up schedule); NaN, inf and negative values are refused.
 
     Returns:
         ``(loss, metrics)``: the scalar loss in nats per example, and a dict of batch means:
         ``loss``, ``recon`` (E log p(x|z)), ``kl``, ``elbo`` (= recon - kl, whatever beta),
         ``encoder_std`` (mean posterior sigma) and, for Gaussian likelihoods, ``decoder_std`` (mean pixel sigma).
     """
-    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or beta < 0:
-        raise ValueError(f"`beta` must be a non-negative number, got {beta!r}.")
+    check_module(model, methods=_VAE_METHODS)
+    if is_concrete(beta) or getattr(beta, "shape", None) != ():
+        beta = check_number(beta, "beta", minimum=0.0)
     key = check_key(key)
     mean, log_std = model.encode(x)
     z = D.sample_diag_gaussian(key, mean, log_std)
@@ -113,6 +121,8 @@ def autoencoder_loss(model, x, key=None):
     ``key`` is accepted (and ignored) so every loss has the signature ``loss(model, x, key)``.
     Returns ``(loss, {"loss": loss, "recon": -loss})`` in nats per image.
     """
+    check_module(model)
+    x = check_images(x, "x", image_shape=getattr(getattr(model, "config", None), "image_shape", None))
     logits = model(x)
     recon = jnp.sum(D.bernoulli_log_prob(x, logits).reshape(x.shape[0], -1), axis=-1)
     loss = -jnp.mean(recon)
@@ -138,6 +148,7 @@ def log_importance_weights(model, x, key, num_samples: int, *, chunk_size: int =
     Returns:
         Array (num_samples, batch) in nats.
     """
+    check_module(model, methods=_VAE_METHODS)
     key = check_key(key)
     num_samples = check_positive_int(num_samples, "num_samples")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
@@ -169,6 +180,24 @@ def iwae_bound(model, x, key, num_samples: int, *, chunk_size: int = 64):
     return jax.scipy.special.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])
 
 
+_VAE_METHODS = ("encode", "decode", "log_likelihood")
+
+
+def _check_estimator_args(f, mean, log_std):
+    """The checks both gradient estimators share: a scalar-valued ``f`` of one point, (d,) parameters."""
+    check_callable(f, "f")
+    mean, log_std = _check_gaussian_params(mean, log_std)
+    try:
+        out = jax.eval_shape(f, jax.ShapeDtypeStruct(mean.shape, mean.dtype))
+    except Exception as e:  # noqa: BLE001 - any failure to trace f on one point is the caller's f
+        raise ValueError(f"`f` must map one point z of shape {tuple(mean.shape)} to a scalar, "
+                         f"got a function that fails on it: {type(e).__name__}: {e}"[:500]) from None
+    if getattr(out, "shape", None) != ():
+        raise ValueError(f"`f` must map one point z of shape {tuple(mean.shape)} to a scalar, "
+                         f"got a function returning {getattr(out, 'shape', type(out).__name__)}.")
+    return mean, log_std
+
+
 def _check_gaussian_params(mean, log_std):
     mean = check_array(mean, "mean", ndim=1)
     log_std = check_array(log_std, "log_std", ndim=1)
@@ -193,7 +222,7 @@ def pathwise_grad(f, key, mean, log_std, num_samples: int, *, per_sample: bool =
     Returns:
         ``(grad_mean, grad_log_std)``, each (d,) — or (num_samples, d) with ``per_sample=True``.
     """
-    mean, log_std = _check_gaussian_params(mean, log_std)
+    mean, log_std = _check_estimator_args(f, mean, log_std)
     num_samples = check_positive_int(num_samples, "num_samples")
     eps = jax.random.normal(check_key(key), (num_samples, mean.shape[0]), dtype=mean.dtype)
 
@@ -221,8 +250,10 @@ def score_function_grad(f, key, mean, log_std, num_samples: int, *, baseline: fl
     Returns:
         ``(grad_mean, grad_log_std)``, each (d,) — or (num_samples, d) with ``per_sample=True``.
     """
-    mean, log_std = _check_gaussian_params(mean, log_std)
+    mean, log_std = _check_estimator_args(f, mean, log_std)
     num_samples = check_positive_int(num_samples, "num_samples")
+    if is_concrete(baseline) or getattr(baseline, "shape", None) != ():
+        baseline = check_number(baseline, "baseline")
     eps = jax.random.normal(check_key(key), (num_samples, mean.shape[0]), dtype=mean.dtype)
     z = mean + jnp.exp(log_std) * eps
     fz = jax.vmap(f)(z)[:, None] - baseline  # (K, 1)

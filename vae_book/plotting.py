@@ -14,7 +14,7 @@ import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vae_book._checks import check_array, check_images
+from vae_book._checks import check_array, check_callable, check_images, check_positive_int
 
 __all__ = [
     "axes_row",
@@ -38,7 +38,9 @@ def image_grid(images, ncols: int | None = None, pad: int = 1, pad_value: float 
     """
     images = np.asarray(check_images(images, "images"))
     n, h, w, c = images.shape
-    ncols = int(ncols or np.ceil(np.sqrt(n)))
+    ncols = int(np.ceil(np.sqrt(n))) if ncols is None else check_positive_int(ncols, "ncols")
+    if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
+        raise ValueError(f"`pad` must be a non-negative integer, got {pad!r}.")
     nrows = int(np.ceil(n / ncols))
     out = np.full(((h + pad) * nrows - pad, (w + pad) * ncols - pad, c), pad_value, np.float32)
     for i in range(n):
@@ -129,6 +131,8 @@ def manifold_grid(decode, z1_range, z2_range, n: int = 15, ax=None, *, title: st
     ``decode`` maps codes (M, 2) to images (M, H, W, C) in [0, 1]. Row 0 of the picture is the
     largest z2 so that the picture's axes match a scatter plot of the codes.
     """
+    n = check_positive_int(n, "n")
+    check_callable(decode, "decode")
     z1 = np.linspace(*z1_range, n)
     z2 = np.linspace(*z2_range, n)[::-1]
     zz = np.stack(np.meshgrid(z1, z2), axis=-1).reshape(-1, 2).astype(np.float32)
@@ -224,6 +228,7 @@ def histograms(samples: Mapping[str, object], ax=None, *, bins: int = 50, xlabel
     """
     if not samples:
         raise ValueError("`samples` must contain at least one labelled array, got an empty mapping.")
+    bins = check_positive_int(bins, "bins")
     arrays = {}
     for k, v in samples.items():
         a = np.asarray(v, dtype=np.float64).ravel()
@@ -263,8 +268,7 @@ def occupancy_grid(codes, bins: int = 20, extent=None, ax=None, *, color: str = 
     :func:`latent_scatter`). Returns the Axes.
     """
     codes = np.asarray(check_array(codes, "codes", shape=(None, 2), finite=True), np.float64)
-    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
-        raise ValueError(f"`bins` must be a positive integer, got {bins!r}.")
+    bins = check_positive_int(bins, "bins")
     if extent is None:
         extent = tuple(zip(codes.min(0), codes.max(0)))
     (x0, x1), (y0, y1) = extent

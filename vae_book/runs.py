@@ -27,11 +27,12 @@ from flax import nnx
 
 from vae_book import data as data_lib
 from vae_book import objectives
+from vae_book._checks import check_number, check_path, check_positive_int
 from vae_book.cache import fit_cached
 from vae_book.models.conv import ConvConfig, ConvVAE
 from vae_book.models.mlp import MLPAutoencoder, MLPConfig, MLPVAE
 from vae_book.models.transformer import TransformerConfig, TransformerVAE
-from vae_book.profiles import Profile, RunSettings, get_profile
+from vae_book.profiles import PROFILES, Profile, RunSettings, get_profile
 from vae_book.train import History
 
 __all__ = ["IMAGES", "DATASETS", "Family", "FAMILIES", "Run", "load_data", "model_config", "train"]
@@ -80,6 +81,8 @@ def _choice(value, name: str, options) -> str:
 
 
 def _profile(profile) -> Profile:
+    if isinstance(profile, str):
+        _choice(profile, "profile", sorted(PROFILES))
     if profile is None or isinstance(profile, str):
         return get_profile(profile)
     if not isinstance(profile, Profile):
@@ -119,6 +122,9 @@ def load_data(dataset: str = IMAGES, *, profile: Profile | str | None = None, bi
     if dataset == "image_folder" and folder is None:
         raise ValueError("`data_path` must name a folder of images for the image_folder data set "
                          "(or set the VAE_BOOK_DATA environment variable), got None.")
+    if dataset == "image_folder" and not Path(check_path(folder, "data_path")).expanduser().is_dir():
+        raise ValueError(f"`data_path` must be an existing folder of images, got {str(folder)!r}, "
+                         f"which is not a folder.")
     ds = _load(dataset, profile.shapes_train, profile.shapes_test, profile.image_side,
                None if dataset != "image_folder" else str(folder))
     if binarized:
@@ -148,8 +154,9 @@ def model_config(family: str, *, profile: Profile | str | None = None, image_sha
     fields = {f.name for f in dataclasses.fields(fam.config)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise ValueError(f"{unknown} are not settings of the {fam.title} ({fam.config.__name__}); "
-                         f"its settings are {sorted(fields)}.")
+        names = ", ".join(f"`{k}`" for k in unknown)
+        raise ValueError(f"{names}: every setting must be a field of the {fam.title} ({fam.config.__name__}), one of "
+                         f"{sorted(fields)}; got {unknown}.")
     kwargs = fam.sizes(profile.family(family))
     if fam.likelihood is not None:
         kwargs["likelihood"] = fam.likelihood
@@ -228,10 +235,17 @@ def train(family: str, dataset: str | None = None, *, profile: Profile | str | N
     fam, profile = _family(family), _profile(profile)
     dataset = _choice(fam.dataset if dataset is None else dataset, "dataset", DATASETS)
     if fam.likelihood is None and likelihood is not None:
-        raise ValueError(f"`likelihood` is not a setting of the {fam.title} (it has none), got {likelihood!r}.")
-    likelihood = likelihood or fam.likelihood
-    if likelihood is not None:
-        _choice(likelihood, "likelihood", ("bernoulli", "gaussian"))
+        raise ValueError(f"`likelihood` must be None for the {fam.title} (it has no likelihood), got {likelihood!r}.")
+    likelihood = fam.likelihood if likelihood is None else _choice(likelihood, "likelihood", ("bernoulli", "gaussian"))
+    # the cheap checks before the data is loaded and the model built (fit checks them again)
+    steps = check_positive_int(steps, "steps", allow_none=True)
+    batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
+    if learning_rate is not None:
+        learning_rate = check_number(learning_rate, "learning_rate", minimum=0.0, strict=True)
+    if fam.loss_fn is None:
+        beta = check_number(beta, "beta", minimum=0.0)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"`seed` must be an integer, got {seed!r}.")
     settings_of = profile.family(family)
     ds = load_data(dataset, profile=profile, binarized=likelihood in (None, "bernoulli"), data_path=data_path)
     multiple = fam.side_multiple(settings_of)
@@ -240,7 +254,8 @@ def train(family: str, dataset: str | None = None, *, profile: Profile | str | N
         config["likelihood"] = likelihood
     cfg = model_config(family, profile=profile, image_shape=train_x.shape[1:], **config)
     model = fam.model(cfg, rngs=nnx.Rngs(seed))
-    settings = dict(steps=steps or settings_of.steps, batch_size=batch_size or settings_of.batch_size,
+    settings = dict(steps=settings_of.steps if steps is None else steps,
+                    batch_size=settings_of.batch_size if batch_size is None else batch_size,
                     learning_rate=settings_of.learning_rate if learning_rate is None else learning_rate,
                     seed=seed, eval_every=profile.eval_every)
     if fam.loss_fn is None:

@@ -31,7 +31,8 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from vae_book import objectives
-from vae_book._checks import check_images, check_number, check_positive_int
+from vae_book._checks import (check_callable, check_images, check_key, check_module, check_number,
+                              check_positive_int)
 from vae_book.data import batch_slices, batches
 from vae_book.profiles import is_static
 
@@ -67,28 +68,29 @@ class History:
         return {"train": self.train, "eval": self.eval, "seconds": self.seconds, "steps": self.steps}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "History":
+    def from_dict(cls, history: dict) -> "History":
         """The inverse of :meth:`to_dict`; raises ValueError naming the first field of the wrong shape."""
-        if not isinstance(d, dict):
-            raise ValueError(f"a history must be a dict, got {type(d).__name__}.")
-        missing = sorted({"train", "eval", "seconds", "steps"} - set(d))
+        if not isinstance(history, dict):
+            raise ValueError(f"`history` must be a dict, got {type(history).__name__}.")
+        missing = sorted({"train", "eval", "seconds", "steps"} - set(history))
         if missing:
-            raise ValueError(f"the history lacks the fields {missing}.")
+            raise ValueError(f"`history` must have the fields train, eval, seconds and steps, got one lacking {missing}.")
         tables = {}
         for split in ("train", "eval"):
-            table = d[split]
+            table = history[split]
             if not isinstance(table, dict) or not all(
                     isinstance(v, list) and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in v)
                     for v in table.values()):
-                raise ValueError(f"the history's `{split}` must map names to lists of numbers, got {table!r:.80}.")
-            if len({len(v) for v in table.values()}) > 1:
-                raise ValueError(f"the history's `{split}` lists have different lengths.")
+                raise ValueError(f"`history['{split}']` must map names to lists of numbers, got {table!r:.80}.")
+            lengths = {k: len(v) for k, v in table.items()}
+            if len(set(lengths.values())) > 1:
+                raise ValueError(f"`history['{split}']` must have lists of one length, got lengths {lengths}.")
             tables[split] = dict(table)
-        seconds, steps = d["seconds"], d["steps"]
+        seconds, steps = history["seconds"], history["steps"]
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not np.isfinite(seconds):
-            raise ValueError(f"the history's `seconds` must be a finite number, got {seconds!r:.40}.")
+            raise ValueError(f"`history['seconds']` must be a finite number, got {seconds!r:.40}.")
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"the history's `steps` must be a non-negative integer, got {steps!r:.40}.")
+            raise ValueError(f"`history['steps']` must be a non-negative integer, got {steps!r:.40}.")
         return cls(train=tables["train"], eval=tables["eval"], seconds=float(seconds), steps=steps)
 
     def last(self, split: str = "eval") -> dict:
@@ -137,7 +139,12 @@ def _flush_subnormals(inner: optax.GradientTransformation) -> optax.GradientTran
 
 def default_optimizer(learning_rate: float) -> optax.GradientTransformation:
     """Adam on one flat vector of all parameters (elementwise, so the same numbers as per-array Adam),
-    with subnormal moment estimates flushed to zero (see ``_flush_subnormals``)."""
+    with subnormal moment estimates flushed to zero (see ``_flush_subnormals``).
+
+    ``learning_rate`` is a finite number > 0 or an optax schedule (a function of the step).
+    """
+    if not callable(learning_rate):
+        learning_rate = check_number(learning_rate, "learning_rate", minimum=0.0, strict=True)
     return _flush_subnormals(optax.flatten(optax.adam(learning_rate)))
 
 
@@ -195,8 +202,11 @@ def mean_metrics(model, images, key, *, loss_fn: Callable | None = None, batch_s
     For the numbers a paper reports (importance-weighted log p(x), bits per dimension, active units)
     see :func:`vae_book.evaluation.evaluate`.
     """
+    check_module(model)
     images = check_images(images, "images")
-    loss_fn = loss_fn or objectives.vae_loss
+    key = check_key(key)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    loss_fn = objectives.vae_loss if loss_fn is None else check_callable(loss_fn, "loss_fn")
     graphdef, state = nnx.split(model)
 
     @jax.jit
@@ -215,6 +225,7 @@ def mean_metrics(model, images, key, *, loss_fn: Callable | None = None, batch_s
 
 def prefetch(iterator, size: int = 2):
     """Move batches to the device on a background thread, ``size`` batches ahead."""
+    size = check_positive_int(size, "size")
     q: queue.Queue = queue.Queue(maxsize=size)
     stop = threading.Event()
     sentinel = object()
@@ -274,12 +285,13 @@ def fit(
         TrainingDiverged: the loss or a gradient became non-finite; the message names the step and
             the model keeps the parameters from before it.
     """
+    check_module(model)
     steps = check_positive_int(steps, "steps")
     batch_size = check_positive_int(batch_size, "batch_size")
     train_images = check_images(train_images, "train_images")
     if batch_size > train_images.shape[0]:
         raise ValueError(
-            f"`batch_size` ({batch_size}) must not exceed the number of training images ({train_images.shape[0]})."
+            f"`batch_size` must not exceed the number of training images ({train_images.shape[0]}), got {batch_size}."
         )
     if eval_images is not None:
         eval_images = check_images(eval_images, "eval_images", image_shape=train_images.shape[1:])

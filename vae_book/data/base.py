@@ -61,6 +61,13 @@ class Dataset:
                 raise ValueError(
                     f"`{split}` must be a float32 NumPy array of layout (N, H, W, C), got {got}."
                 )
+        lo_hi = self.value_range
+        if (not isinstance(lo_hi, tuple) or len(lo_hi) != 2
+                or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in lo_hi) or not lo_hi[0] < lo_hi[1]):
+            raise ValueError(f"`value_range` must be a (low, high) tuple of finite numbers with low < high, "
+                             f"got {lo_hi!r}.")
+        for split in ("train", "test"):  # the images hold what value_range says, or the loader is wrong
+            check_array(getattr(self, split), split, value_range=lo_hi)
         if self.train.shape[1:] != self.test.shape[1:]:
             raise ValueError(
                 "`train` and `test` must hold images of the same (H, W, C), got "
@@ -69,12 +76,14 @@ class Dataset:
         for split in ("train", "test"):
             n = len(getattr(self, split))
             labels = getattr(self, f"{split}_labels")
-            if labels is not None and (labels.shape != (n,) or labels.dtype != np.int64):
-                raise ValueError(
-                    f"`{split}_labels` must be an int64 array of shape ({n},), got shape "
-                    f"{labels.shape} and dtype {labels.dtype}."
-                )
+            if labels is not None and (not isinstance(labels, np.ndarray) or labels.shape != (n,)
+                                       or labels.dtype != np.int64):
+                got = (f"shape {labels.shape} and dtype {labels.dtype}" if isinstance(labels, np.ndarray)
+                       else type(labels).__name__)
+                raise ValueError(f"`{split}_labels` must be an int64 NumPy array of shape ({n},), got {got}.")
             factors = getattr(self, f"{split}_factors")
+            if factors is not None and not isinstance(factors, dict):
+                raise ValueError(f"`{split}_factors` must be a dict of arrays or None, got {type(factors).__name__}.")
             for key, value in (factors or {}).items():
                 if len(value) != n:
                     raise ValueError(

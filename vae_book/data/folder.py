@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_book._checks import check_positive_int
+from vae_book._checks import check_number, check_positive_int
 from vae_book.data.base import Dataset
 
 __all__ = ["image_folder", "default_image_folder", "IMAGE_EXTENSIONS"]
@@ -34,18 +34,37 @@ def _split_fraction(relpath: str, salt: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+#: PIL modes of 16/32-bit integer grey images and the value that maps to white
+_HIGH_DEPTH_WHITE = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0}
+
+
+def _square(img, size: int):
+    from PIL import Image
+
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return img.crop((left, top, left + side, top + side)).resize((size, size), Image.LANCZOS)
+
+
 def _load_image(path: Path, size: int) -> np.ndarray:
+    """One image as ``(size, size, 3)`` float32 in [0, 1].
+
+    8-bit images (and palette, grey, RGBA) go through PIL's RGB conversion. 16-bit grey PNGs
+    (modes ``I;16*``, and ``I`` as older Pillow opens them) are scaled by 1/65535 and resampled as
+    floats: PIL's own conversion to RGB would clip every value above 255 to white.
+    """
     from PIL import Image
 
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
-            w, h = img.size
-            side = min(w, h)
-            left, top = (w - side) // 2, (h - side) // 2
-            img = img.crop((left, top, left + side, top + side))
-            img = img.resize((size, size), Image.LANCZOS)
-            return np.asarray(img, dtype=np.float32) / np.float32(255.0)
+            if img.mode in _HIGH_DEPTH_WHITE:
+                grey = np.asarray(img, dtype=np.float32) / np.float32(_HIGH_DEPTH_WHITE[img.mode])
+                resized = _square(Image.fromarray(np.clip(grey, 0.0, 1.0), mode="F"), size)
+                grey = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)  # Lanczos overshoots
+                return np.repeat(grey[..., None], 3, axis=-1)
+            rgb = _square(img.convert("RGB"), size)
+            return np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"cannot read the image file {path}: {type(err).__name__}: {err}") from None
 
@@ -59,7 +78,8 @@ def image_folder(
 ) -> Dataset:
     """Every PNG/JPEG image under a folder, centre-cropped and resized to ``size x size``.
 
-    Files are found recursively (extensions :data:`IMAGE_EXTENSIONS`, any case), converted to RGB,
+    Files are found recursively (extensions :data:`IMAGE_EXTENSIONS`, any case), converted to RGB
+    (a 16-bit grey PNG keeps its full range: it is scaled by 1/65535, not clipped at 255),
     cropped to their central square and resized with Lanczos filtering. A file goes to the test set
     when a hash of its path relative to ``path`` falls below ``test_fraction``: the split depends on
     nothing else, so adding or removing other files never moves an image between the splits.
@@ -102,10 +122,7 @@ def image_folder(
     if not root.is_dir():
         raise ValueError(f"`path` must be a folder of images, got {str(root)!r}, which is not a directory.")
     size = check_positive_int(size, "size")
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float, np.floating)) or not (
-        0.0 <= float(test_fraction) < 1.0
-    ):
-        raise ValueError(f"`test_fraction` must be a number in [0, 1), got {test_fraction!r}.")
+    test_fraction = check_number(test_fraction, "test_fraction", minimum=0.0, below=1.0)
     max_images = check_positive_int(max_images, "max_images", allow_none=True)
 
     rel = sorted(
@@ -115,8 +132,8 @@ def image_folder(
     )
     if not rel:
         raise ValueError(
-            f"`path` must contain images, but {str(root)!r} has no files ending in "
-            f"{', '.join(IMAGE_EXTENSIONS)} (any case, searched recursively). Set VAE_BOOK_DATA "
+            f"`path` must be a folder holding images (files ending in {', '.join(IMAGE_EXTENSIONS)}, any "
+            f"case, searched recursively), got {str(root)!r}, which has none. Set VAE_BOOK_DATA "
             f"(or pass `path=`) to a folder of face images such as CelebA-HQ."
         )
     if max_images is not None and len(rel) > max_images:

@@ -24,15 +24,15 @@ once against this interface.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from vae_book import distributions as D
-from vae_book._checks import check_array, check_images, check_key, check_positive_int
+from vae_book._checks import check_array, check_images, check_key, check_number, check_positive_int
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -54,19 +54,6 @@ def check_likelihood(likelihood: str) -> str:
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"`likelihood` must be one of {LIKELIHOODS}, got {likelihood!r}.")
     return likelihood
-
-
-def check_finite_float(value, name: str, *, allow_none: bool = False) -> float | None:
-    """Return ``value`` as a float if it is a finite real number (or ``None`` when ``allow_none``).
-
-    Raises a ``ValueError`` naming ``name``, what was expected and what came (bools are refused).
-    """
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        want = "a finite float or None" if allow_none else "a finite float"
-        raise ValueError(f"`{name}` must be {want}, got {value!r}.")
-    return float(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,17 +81,17 @@ class VAEConfig:
     min_log_std: float = -5.0
 
     def __post_init__(self):
-        try:
-            shape = tuple(int(s) for s in self.image_shape)
-        except (TypeError, ValueError):
-            raise ValueError(f"`image_shape` must be (H, W, C), got {self.image_shape!r}.") from None
-        if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"`image_shape` must be (H, W, C) of positive ints, got {self.image_shape!r}.")
-        object.__setattr__(self, "image_shape", shape)
+        shape = self.image_shape
+        if (isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 3
+                or any(isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)) or s < 1
+                       for s in shape)):
+            raise ValueError(f"`image_shape` must be (H, W, C) of three positive ints, got {shape!r}.")
+        object.__setattr__(self, "image_shape", tuple(int(s) for s in shape))
         self.check_positive_ints("z_dim")
         check_likelihood(self.likelihood)
-        check_finite_float(self.decoder_log_std, "decoder_log_std", allow_none=True)
-        check_finite_float(self.min_log_std, "min_log_std")
+        object.__setattr__(self, "decoder_log_std",
+                           check_number(self.decoder_log_std, "decoder_log_std", allow_none=True))
+        object.__setattr__(self, "min_log_std", check_number(self.min_log_std, "min_log_std"))
 
     def check_positive_ints(self, *names: str) -> None:
         """Check that the fields ``names`` are positive ints and store them as Python ints."""
@@ -116,6 +103,13 @@ class VAEConfig:
         """Decoder outputs per pixel: ``2C`` (Gaussian with learned sigma: mean, raw log sigma) or ``C``."""
         c = self.image_shape[2]
         return 2 * c if self.likelihood == "gaussian" and self.decoder_log_std is None else c
+
+
+def set_config(module: nnx.Module, config, kind: type) -> None:
+    """Set ``module.config`` after checking that ``config`` is a ``kind`` (the family's config class)."""
+    if not isinstance(config, kind):
+        raise ValueError(f"`config` must be a {kind.__name__}, got {type(config).__name__} {config!r}"[:300] + ".")
+    module.config = config
 
 
 def config_dict(config: VAEConfig) -> dict:
@@ -245,8 +239,10 @@ class VAE(nnx.Module):
     def log_likelihood(self, x: jax.Array, decoded) -> jax.Array:
         r""":math:`\log p_\theta(x\mid z)` summed over pixels: shape (batch,), nats per image.
 
-        ``decoded`` is what :meth:`decode` returned for the codes of ``x``.
+        ``decoded`` is what :meth:`decode` returned for the codes of ``x``; ``x`` is checked like an
+        input (shape, values in [0, 1]).
         """
+        x = self.check_input(x)
         if self.likelihood == "bernoulli":
             per_pixel = D.bernoulli_log_prob(x, decoded)
         else:

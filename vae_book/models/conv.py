@@ -30,7 +30,7 @@ import jax
 from flax import nnx
 
 from vae_book._checks import check_positive_int
-from vae_book.models.base import VAE, VAEConfig, likelihood_stages, posterior_stages
+from vae_book.models.base import VAE, VAEConfig, likelihood_stages, posterior_stages, set_config
 
 __all__ = ["ConvConfig", "ConvVAE", "depth_to_space"]
 
@@ -118,7 +118,7 @@ class ConvVAE(VAE):
     """
 
     def __init__(self, config: ConvConfig = ConvConfig(), *, rngs: nnx.Rngs):
-        self.config = config
+        set_config(self, config, ConvConfig)
         c = config
         k = (c.kernel_size, c.kernel_size)
         _, _, img_c = c.image_shape

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vae_book.models.base import VAE, VAEConfig, likelihood_stages, posterior_stages
+from vae_book.models.base import VAE, VAEConfig, likelihood_stages, posterior_stages, set_config
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class MLPVAE(VAE):
     """MLP encoder and decoder; see :class:`MLPConfig` for the sizes."""
 
     def __init__(self, config: MLPConfig = MLPConfig(), *, rngs: nnx.Rngs):
-        self.config = config
+        set_config(self, config, MLPConfig)
         d = math.prod(config.image_shape)
         out = math.prod(config.image_shape[:2]) * config.out_channels
         self.enc_hidden = nnx.Linear(d, config.hidden, rngs=rngs)
@@ -73,7 +73,7 @@ class MLPAutoencoder(nnx.Module):
     """A deterministic autoencoder: x -> z = encode(x) -> logits = decode(z). Not a generative model."""
 
     def __init__(self, config: MLPConfig = MLPConfig(z_dim=2), *, rngs: nnx.Rngs):
-        self.config = config
+        set_config(self, config, MLPConfig)
         d = math.prod(config.image_shape)
         self.enc_hidden = nnx.Linear(d, config.hidden, rngs=rngs)
         self.enc_out = nnx.Linear(config.hidden, config.z_dim, rngs=rngs)

@@ -45,7 +45,7 @@ from flax import nnx
 
 from vae_book._checks import check_array, check_positive_int
 from vae_book.models._blocks import REMAT_POLICY, BlockStack, TransformerBlock  # noqa: F401  (re-exported)
-from vae_book.models.base import VAE, VAEConfig, likelihood_stages, posterior_stages
+from vae_book.models.base import VAE, VAEConfig, likelihood_stages, posterior_stages, set_config
 
 __all__ = [
     "TransformerConfig",
@@ -246,7 +246,8 @@ class TransformerVAE(VAE):
     """
 
     def __init__(self, config: TransformerConfig = TransformerConfig(), *, rngs: nnx.Rngs):
-        self.config = c = config
+        set_config(self, config, TransformerConfig)
+        c = config
         dt = jnp.dtype(c.dtype)
         _, _, img_c = c.image_shape
         p = c.patch
