@@ -540,3 +540,9 @@ def test_the_boundary_values_pass():
     D.bernoulli_log_prob(np.float32([0.0, 1.0]), np.float32([0.0, 0.0]))  # the ends of [0, 1]
     _dataset(train=np.ones((4, 6, 6, 1), np.float32))  # exactly value_range's high end
     assert T.History.from_dict({"train": {}, "eval": {}, "seconds": 0, "steps": 0}).steps == 0
+
+
+def test_bits_per_dim_keeps_float64():
+    # a Python float log p(x) must not pass through float32 (chapter 10 compares to 1e-9)
+    log_px = -1234.567891234
+    assert E.bits_per_dim(log_px, 784, levels=256) == -log_px / (784 * np.log(2.0)) + np.log2(255)
