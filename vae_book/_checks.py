@@ -8,11 +8,14 @@ and only shapes and dtypes are checked.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 __all__ = [
     "check_array",
@@ -23,6 +26,7 @@ __all__ = [
     "check_callable",
     "check_module",
     "check_path",
+    "check_seed",
     "check_broadcastable",
     "is_concrete",
 ]
@@ -195,7 +199,6 @@ def check_callable(f, name: str):
 
 def check_module(model, name: str = "model", *, methods: Sequence[str] = ()):
     """Check that ``model`` is a Flax NNX module with the methods ``methods`` (e.g. ``("encode",)``)."""
-    from flax import nnx
 
     missing = [m for m in methods if not callable(getattr(model, m, None))]
     if not isinstance(model, nnx.Module) or missing:
@@ -206,8 +209,6 @@ def check_module(model, name: str = "model", *, methods: Sequence[str] = ()):
 
 def check_path(path, name: str = "path"):
     """Check that ``path`` is a non-empty ``str`` or ``os.PathLike``; return it as a ``Path``."""
-    import os
-    from pathlib import Path
 
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise ValueError(f"`{name}` must be a file path (a non-empty str or Path), got {_describe(path)}.")
@@ -222,3 +223,13 @@ def check_broadcastable(names_and_arrays: dict[str, object]):
     except ValueError:
         desc = ", ".join(f"`{k}` {s}" for k, s in shapes.items())
         raise ValueError(f"these arguments must have broadcast-compatible shapes, got {desc}.") from None
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """``seed`` as an ``int``; a ``ValueError`` naming ``name`` unless it is a non-negative integer.
+
+    Booleans are refused (``True`` is an ``int`` to Python, but never a meant seed).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"`{name}` must be a non-negative integer, got {seed!r}.")
+    return int(seed)

@@ -27,7 +27,7 @@ from flax import nnx
 
 from vae_book import data as data_lib
 from vae_book import objectives
-from vae_book._checks import check_number, check_path, check_positive_int
+from vae_book._checks import check_number, check_path, check_positive_int, check_seed
 from vae_book.cache import fit_cached
 from vae_book.models.conv import ConvConfig, ConvVAE
 from vae_book.models.mlp import MLPAutoencoder, MLPConfig, MLPVAE
@@ -244,8 +244,7 @@ def train(family: str, dataset: str | None = None, *, profile: Profile | str | N
         learning_rate = check_number(learning_rate, "learning_rate", minimum=0.0, strict=True)
     if fam.loss_fn is None:
         beta = check_number(beta, "beta", minimum=0.0)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"`seed` must be an integer, got {seed!r}.")
+    seed = check_seed(seed)
     settings_of = profile.family(family)
     ds = load_data(dataset, profile=profile, binarized=likelihood in (None, "bernoulli"), data_path=data_path)
     multiple = fam.side_multiple(settings_of)

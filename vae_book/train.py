@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from vae_book import objectives
 from vae_book._checks import (check_callable, check_images, check_key, check_module, check_number,
-                              check_positive_int)
+                              check_positive_int, check_seed)
 from vae_book.data import batch_slices, batches
 from vae_book.profiles import is_static
 
@@ -305,8 +305,7 @@ def fit(
         beta = check_number(beta, "beta", minimum=0.0)
     elif not callable(loss_fn):
         raise ValueError(f"`loss_fn` must be callable as loss_fn(model, x, key), got {type(loss_fn).__name__}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"`seed` must be an integer, got {seed!r}.")
+    seed = check_seed(seed)
     log_every = max(1, steps // 100) if log_every is None else check_positive_int(log_every, "log_every")
     eval_every = check_positive_int(eval_every, "eval_every", allow_none=True)
     eval_loss = loss_fn or objectives.vae_loss

@@ -1,7 +1,7 @@
 """Helpers shared by the modules of :mod:`vae_book.data`; not part of its public API.
 
-Every name here is used only inside the ``vae_book.data`` package: the argument checks its loaders
-and batching functions have in common, and where downloaded data sets keep their files.
+Every name here is used only inside the ``vae_book.data`` package: where downloaded data sets
+keep their files. (The seed check the loaders share lives in :mod:`vae_book._checks`.)
 """
 
 from __future__ import annotations
@@ -9,19 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
-__all__ = ["check_seed", "data_cache"]
-
-
-def check_seed(seed, name: str = "seed") -> int:
-    """``seed`` as an ``int``; a ``ValueError`` naming ``name`` unless it is a non-negative integer.
-
-    Booleans are refused (``True`` is an ``int`` to Python, but never a meant seed).
-    """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"`{name}` must be a non-negative integer, got {seed!r}.")
-    return int(seed)
+__all__ = ["data_cache"]
 
 
 def data_cache(cache_dir, subdir: str) -> Path:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vae_book._checks import check_array, check_positive_int
-from vae_book.data._common import check_seed
+from vae_book._checks import check_seed
 
 __all__ = ["Dataset", "batch_slices", "batches", "binarize"]
 

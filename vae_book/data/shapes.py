@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from vae_book._checks import check_positive_int
-from vae_book.data._common import check_seed
+from vae_book._checks import check_seed
 from vae_book.data.base import Dataset
 
 __all__ = ["shapes", "render_shapes", "SHAPE_NAMES", "FACTOR_NAMES", "SHAPE_SYMMETRY"]

@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 from vae_book import distributions as D
-from vae_book._checks import check_array, check_number, check_positive_int
+from vae_book._checks import check_array, check_number, check_positive_int, check_seed
 
 
 class LinearGaussianModel(nnx.Module):
@@ -36,8 +36,7 @@ class LinearGaussianModel(nnx.Module):
         W = np.asarray(check_array(W, "W", ndim=2, finite=True), np.float32)
         b = np.asarray(check_array(b, "b", shape=(W.shape[0],), finite=True), np.float32)
         log_sigma = check_number(log_sigma, "log_sigma")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"`seed` must be an int, got {seed!r}.")
+        seed = check_seed(seed)
         d, k = W.shape
         rng = np.random.default_rng(seed)
         self.W = nnx.Param(jnp.asarray(W))
