@@ -8,15 +8,16 @@ PROFILE ?=
 # extra arguments for `jupyter lab`, e.g. LAB_ARGS="--no-browser --port 8890"
 LAB_ARGS ?=
 JUPYTERLAB_VERSION := 4.6.6
+JUPYTERLAB_MYST_VERSION := 2.7.0
 # arguments for bench/train_step.py (see `python bench/train_step.py --help`)
 BENCH_ARGS ?= --depth-sweep
 
-.PHONY: book test lab bench venv clean browser site-deps site-assets
+.PHONY: book test lab bench venv clean browser site-deps site-assets lock
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (vae_book)" > /dev/null
 	touch $(STAMP)
@@ -45,7 +46,7 @@ test: venv site-deps browser
 
 ## make lab: open the chapters in JupyterLab (jupytext opens the .md chapters as notebooks)
 lab: venv
-	$(PY) -m pip install --quiet jupyterlab==$(JUPYTERLAB_VERSION)
+	$(PY) -m pip install --quiet jupyterlab==$(JUPYTERLAB_VERSION) jupyterlab-myst==$(JUPYTERLAB_MYST_VERSION) -c constraints.txt
 	@mkdir -p $(VENV)/share/jupyter/lab/settings
 	@echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}}}' \
 		> $(VENV)/share/jupyter/lab/settings/overrides.json
@@ -53,9 +54,17 @@ lab: venv
 
 ## make bench: the training-step benchmark (vae_book vs a plain JAX reference vs PyTorch eager, CPU)
 bench: venv
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet torch==2.13.0 -c constraints.txt
 	$(PY) -m pytest -q -m bench tests/test_perf_equivalence.py
 	$(PY) bench/train_step.py $(BENCH_ARGS)
+
+## make lock: rewrite constraints.txt from a fresh environment of requirements.txt (after editing it)
+lock:
+	rm -rf _build/lockenv && $(PYTHON) -m venv _build/lockenv
+	_build/lockenv/bin/python -m pip install --quiet --upgrade pip
+	_build/lockenv/bin/python -m pip install --quiet -r requirements.txt
+	{ sed -n '1,3p' constraints.txt; _build/lockenv/bin/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf _build/lockenv
 
 clean:
 	rm -rf _build .pytest_cache test-artifacts

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -43,12 +44,48 @@ def profile_name() -> str:
     return _profile_name()
 
 
-def source_key(root: str | Path = ROOT, package: str = "vae_book", profile: str | None = None) -> str:
-    """``<profile>-<hash>``: the hash covers the profile, the package source and the pinned requirements."""
+def library_versions() -> dict[str, str]:
+    """The installed versions the outputs depend on: :func:`vae_book.cache.library_versions`."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from vae_book.cache import library_versions as _versions  # noqa: E402
+
+    return _versions()
+
+
+#: environment variables that change what a chapter computes (besides the profile)
+KEY_ENV = ("VAE_BOOK_DATA",)
+
+
+#: the IPython kernel settings of the build's kernels: figures as 2x ("retina") PNGs, sharp on
+#: high-DPI screens and in print, shown at their 1x size
+KERNEL_CONFIG = 'c.InlineBackend.figure_formats = {"retina"}\n'
+
+
+def _kernel_ipython_dir(build_dir: Path) -> Path:
+    """An IPYTHONDIR for the build's kernels holding :data:`KERNEL_CONFIG` (a reader's own is untouched)."""
+    folder = build_dir / "ipython"
+    config = folder / "profile_default" / "ipython_kernel_config.py"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    if not config.exists() or config.read_text() != KERNEL_CONFIG:
+        config.write_text(KERNEL_CONFIG)
+    return folder
+
+
+def source_key(root: str | Path = ROOT, package: str = "vae_book", profile: str | None = None,
+               env: dict | None = None) -> str:
+    """``<profile>-<hash>``: the hash covers the profile, the package source, the pinned requirements,
+    the installed versions of jax, jaxlib, the CUDA plugins, flax, optax and numpy
+    (:func:`library_versions`), and the variables in :data:`KEY_ENV` (``VAE_BOOK_DATA``: the face
+    folder the conv and transformer chapters train on in the gpu profile, read from ``env``, default
+    ``os.environ``) and the kernels' :data:`KERNEL_CONFIG`."""
     root = Path(root).resolve()
     profile = profile or profile_name()
     h = hashlib.sha256()
     h.update(profile.encode())
+    env = os.environ if env is None else env
+    h.update(json.dumps({"libraries": library_versions(), "kernel": KERNEL_CONFIG,
+                         "env": {k: env.get(k, "") for k in KEY_ENV}}, sort_keys=True).encode())
     files = sorted((root / package).rglob("*.py"))
     if not files:
         raise FileNotFoundError(f"no Python source under {root / package}: wrong --root or --package?")
@@ -93,7 +130,7 @@ def build(root: str | Path = ROOT, output: str | Path | None = None, extra_args:
     profile = env.get("VAE_BOOK_PROFILE") or None
     if profile is None:
         profile = profile_name()
-    key = source_key(root, package, profile)
+    key = source_key(root, package, profile, env)
     build_dir = out / "_build"
     build_dir.mkdir(parents=True, exist_ok=True)
     _point_cache_at(build_dir, key)
@@ -111,7 +148,7 @@ def build(root: str | Path = ROOT, output: str | Path | None = None, extra_args:
             args.append("--all")
     else:
         message = f"build key {key} unchanged: cached outputs are valid"
-    env.update(VAE_BOOK_PROFILE=profile, VAE_BOOK_STATIC="1")
+    env.update(VAE_BOOK_PROFILE=profile, VAE_BOOK_STATIC="1", IPYTHONDIR=str(_kernel_ipython_dir(build_dir)))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
 
     if capture:

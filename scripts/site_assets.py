@@ -88,25 +88,6 @@ def ensure_mathjax(root: str | Path, *, quiet: bool = False) -> Path:
     return target
 
 
-def ensure_favicon(root: str | Path) -> Path:
-    """A 32x32 PNG favicon (a Gaussian bump, drawn here) in the site assets; returns its path."""
-    path = static_dir(root) / "favicon.png"
-    if path.exists():
-        return path
-    import numpy as np
-    from PIL import Image
-
-    y, x = np.mgrid[-1:1:32j, -1:1:32j]
-    bump = np.exp(-((x / 0.45) ** 2 + (y / 0.45) ** 2))
-    rgb = np.stack([0.15 + 0.0 * bump, 0.35 + 0.3 * bump, 0.55 + 0.45 * bump], -1)
-    alpha = np.clip(bump * 1.6, 0, 1)
-    pixels = (np.concatenate([rgb, alpha[..., None]], -1) * 255).round().astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".favicon.png.tmp")
-    Image.fromarray(pixels, "RGBA").save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
-
 
 if __name__ == "__main__":
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parent

@@ -6,10 +6,14 @@
    book has a ``_static/`` folder, and MathJax's hundreds of components must not be. The tree lands
    in ``_build/html/_static/mathjax/``; ``mathjax_path`` (in _config.yml) names its entry point. A
    ``mathjax_path`` that points to the network is refused. Thebe's scripts are removed (the site has
-   no kernel, and Thebe loads itself from a CDN) and a generated favicon is added.
-2. **Executable notebooks.** Every notebook page (a MyST ``.md`` with a kernelspec) gets its ``.ipynb``,
-   converted from the ``.md`` by jupytext, at ``_build/html/_sources/<page>.ipynb``, and the theme's
-   download menu offers it (``ipynb_source``) beside the ``.md`` source.
+   no kernel, and Thebe loads itself from a CDN). The favicon is the committed ``images/favicon.png``,
+   named in ``_config.yml`` (``html.favicon``); a build without one is refused (browsers would ask
+   for ``/favicon.ico``, a 404 on the console).
+2. **Executable notebooks, with their outputs.** Every notebook page (a MyST ``.md`` with a
+   kernelspec) gets its ``.ipynb`` at ``_build/html/_sources/<page>.ipynb``: the notebook myst-nb
+   executed for this build (``_build/jupyter_execute/<page>.ipynb``, every output the page shows),
+   or, for a page that was not executed, the ``.md`` converted by jupytext. The theme's download
+   menu offers it (``ipynb_source``) beside the ``.md`` source.
 3. **API reference.** The ``vae-book-api`` directive documents every public module of a package with
    autodoc (``:members:`` honour each module's ``__all__``), so a new module appears on the page without
    editing it.
@@ -60,7 +64,7 @@ def _add_static_assets(app: Sphinx):
     if static not in app.config.html_static_path:
         app.config.html_static_path.append(static)
     if not app.config.html_favicon:  # without one, browsers ask the server for /favicon.ico (a 404)
-        app.config.html_favicon = str(site_assets.ensure_favicon(app.confdir))
+        raise ExtensionError("html.favicon must name the site's icon in _config.yml (images/favicon.png), got none.")
 
 
 def _drop_thebe(app: Sphinx, pagename, templatename, context, doctree):
@@ -119,17 +123,24 @@ def _write_notebooks(app: Sphinx, exception):
     import jupytext
 
     sources = Path(app.outdir) / "_sources"
+    executed = Path(app.outdir).parent / "jupyter_execute"  # where myst-nb writes what it ran
+    counts = {"executed": 0, "converted": 0}
     for docname, path in notebook_docs(app).items():
         dest = sources / f"{docname}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".ipynb":
-            dest.write_bytes(path.read_bytes())
-            continue
-        text = jupytext.writes(jupytext.read(path), fmt="ipynb")
+        ran = executed / f"{docname}.ipynb"
+        if ran.exists() and ran.stat().st_mtime >= path.stat().st_mtime:
+            data, kind = ran.read_bytes(), "executed"
+        elif path.suffix == ".ipynb":
+            data, kind = path.read_bytes(), "converted"
+        else:
+            data, kind = jupytext.writes(jupytext.read(path), fmt="ipynb").encode("utf-8"), "converted"
+        counts[kind] += 1
         tmp = dest.with_name(dest.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         tmp.replace(dest)
-    logger.info("wrote the .ipynb of %d notebook pages to %s", len(notebook_docs(app)), sources)
+    logger.info("wrote the .ipynb of %d notebook pages to %s (%d with the build's outputs, %d converted)",
+                sum(counts.values()), sources, counts["executed"], counts["converted"])
 
 
 # -------------------------------------------------------------------------------------------------

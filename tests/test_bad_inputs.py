@@ -365,6 +365,8 @@ rows("save_model", "metadata", {
 rows("load_model", "model", {"none": lambda t: C.load_model(None, t / "m")})
 rows("load_model", "path", {"missing": lambda t: C.load_model(model(), t / "nowhere"),
                             "int": lambda t: C.load_model(model(), 3)})
+rows("restore_model", "path", {"missing": lambda t: C.restore_model(t / "nowhere"),
+                               "int": lambda t: C.restore_model(3)})
 rows("checkpoint_paths", "path", {"int": lambda t: C.checkpoint_paths(3), "none": lambda t: C.checkpoint_paths(None)})
 rows("fit_cached", "cache", {"int": lambda t: _fit_cached(t, cache=1), "empty-str": lambda t: _fit_cached(t, cache=""),
                              "a-file": lambda t: _fit_cached(t, cache=_file(t))})

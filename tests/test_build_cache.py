@@ -140,3 +140,40 @@ def test_source_key_covers_profile_and_every_package_file(tmp_path):
     assert build_book.source_key(tmp_path, "pkg", "smoke") == k1
     with pytest.raises(FileNotFoundError):
         build_book.source_key(tmp_path, "nopkg", "smoke")
+
+
+def test_source_key_follows_the_data_folder_and_the_installed_versions(tmp_path, monkeypatch):
+    """The execution cache must not serve outputs computed on other data or by another jax."""
+    from importlib import metadata
+
+    from vae_book import cache
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("x = 1\n")
+    monkeypatch.delenv("VAE_BOOK_DATA", raising=False)
+    cache.library_versions.cache_clear()
+    base = build_book.source_key(tmp_path, "pkg", "gpu")
+    monkeypatch.setenv("VAE_BOOK_DATA", str(tmp_path / "faces"))
+    with_data = build_book.source_key(tmp_path, "pkg", "gpu")
+    assert with_data != base
+    monkeypatch.setenv("VAE_BOOK_DATA", str(tmp_path / "other-faces"))
+    assert build_book.source_key(tmp_path, "pkg", "gpu") not in (base, with_data)
+    monkeypatch.delenv("VAE_BOOK_DATA")
+    assert build_book.source_key(tmp_path, "pkg", "gpu") == base
+
+    real = metadata.version
+
+    def jaxlib_upgraded(name):
+        return "99.0.0" if name == "jaxlib" else real(name)
+
+    monkeypatch.setattr(cache.metadata, "version", jaxlib_upgraded)
+    cache.library_versions.cache_clear()
+    try:
+        assert cache.library_versions()["jaxlib"] == "99.0.0"
+        assert build_book.source_key(tmp_path, "pkg", "gpu") != base
+        upgraded_fingerprint = cache.training_fingerprint()
+    finally:
+        monkeypatch.setattr(cache.metadata, "version", real)
+        cache.library_versions.cache_clear()
+    assert cache.training_fingerprint() != upgraded_fingerprint  # the trained-model cache follows it too
+    assert build_book.source_key(tmp_path, "pkg", "gpu") == base

@@ -5,7 +5,7 @@ from ``_build/html`` by a ``http.server`` thread on 127.0.0.1. Every page of the
 loaded; the tests check what a reader would notice: the page loads, nothing is fetched from outside
 127.0.0.1 (the site works offline), math is typeset by the site's own MathJax, every image shows,
 every internal link resolves, the interactive explorers respond to the keyboard and the mouse, the
-search finds "ELBO", and each chapter offers its ``.ipynb``. A screenshot of every page goes to
+search finds "ELBO", and each chapter offers its ``.ipynb`` with the outputs of the build. A screenshot of every page goes to
 ``test-artifacts/screenshots/`` for a person to look at.
 
 Chromium is Debian's ``/usr/bin/chromium`` (``make test`` installs it when missing); if it cannot be
@@ -99,8 +99,8 @@ def browser():
 class Visit:
     """One page loaded in a fresh browser context, with everything it requested and logged."""
 
-    def __init__(self, browser, url: str):
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+    def __init__(self, browser, url: str, color_scheme: str = "light"):
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=color_scheme)
         self.page = self.context.new_page()
         self.requests: list[str] = []
         self.console_errors: list[str] = []
@@ -237,6 +237,43 @@ def test_page_loads_offline_with_math_images_and_links(docname, browser, server,
         visit.close()
 
 
+FIGURE_PAGE = "chapters/06_mlp_vae"
+
+
+@pytest.mark.parametrize("scheme", ["dark", "light"])
+def test_the_theme_follows_the_readers_setting_and_figures_stay_readable(scheme, browser, server):
+    """The theme's automatic mode: a reader whose OS asks for dark gets the dark theme, and the
+    figures keep an opaque white background there (black axis labels on a transparent PNG would
+    vanish on it). Screenshots of the page in the scheme go to ``dark__``/``light__`` files."""
+    visit = Visit(browser, _page_url(server, FIGURE_PAGE), color_scheme=scheme)
+    page = visit.page
+    try:
+        theme = page.evaluate("() => document.documentElement.dataset.theme")
+        assert theme == scheme, f"the page's theme is {theme!r} for a reader who prefers {scheme}"
+        figures = page.evaluate("""async () => {
+            const imgs = [...document.querySelectorAll('.cell_output img')];
+            await Promise.all(imgs.map(i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })));
+            return imgs.filter(i => i.src.startsWith('data:image/png') || i.src.endsWith('.png')).map(i => {
+                const c = document.createElement('canvas');
+                c.width = i.naturalWidth; c.height = i.naturalHeight;
+                const g = c.getContext('2d'); g.drawImage(i, 0, 0);
+                const px = g.getImageData(1, 1, 1, 1).data;   // a corner: the figure's background
+                return {natural: i.naturalWidth, shown: i.getBoundingClientRect().width, corner: [...px]};
+            });
+        }""")
+        assert len(figures) >= 3, f"{FIGURE_PAGE}: expected its figures, found {figures}"
+        for f in figures:
+            assert f["corner"][3] == 255 and min(f["corner"][:3]) >= 240, f"a figure's background is not opaque white: {f}"
+        # 2x ("retina") PNGs: about twice as many pixels across as the width they are shown at
+        sharp = [f for f in figures if f["shown"] > 0 and f["natural"] >= 1.8 * f["shown"]]
+        assert len(sharp) == len(figures), f"figures not at 2x: {[f for f in figures if f not in sharp][:5]}"
+        assert not visit.console_errors, visit.console_errors
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{scheme}__{FIGURE_PAGE.replace('/', '__')}.png"), full_page=False)
+    finally:
+        visit.close()
+
+
 def test_math_is_rendered_on_the_pages_that_have_math(site_dir):
     """The pages written with math really contain it (so the per-page math check above checks something)."""
     with_math = [p for p in PAGES if 'class="math' in (site_dir / f"{p}.html").read_text()]
@@ -359,6 +396,12 @@ def test_chapter_offers_its_notebook_and_source(docname, server, site_dir):
     source = jupytext.read(ROOT / f"{docname}.md")
     code = lambda n: [c.source for c in n.cells if c.cell_type == "code"]  # noqa: E731
     assert code(nb) == code(source), f"{docname}: the .ipynb's code cells differ from the .md's"
+    # it is the notebook the build executed: every code cell ran, and the outputs the page shows are in it
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    assert cells and all(c.get("execution_count") is not None for c in cells), f"{docname}: .ipynb not executed"
+    outputs = [o for c in cells for o in c.get("outputs", [])]
+    assert outputs, f"{docname}: the downloaded .ipynb has no outputs"
+    assert not [o for o in outputs if o.get("output_type") == "error"], f"{docname}: an output is an error"
     md = re.search(r'href="([^"]+\.md)"', html)
     assert md and _fetch(urllib.parse.urljoin(_page_url(server, docname), md.group(1)))[0] == 200
 

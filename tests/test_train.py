@@ -165,6 +165,39 @@ def test_corrupt_and_mismatched_checkpoints_are_refused(tmp_path):
         C.load_model(a, tmp_path / "missing")
 
 
+@pytest.mark.parametrize("family", ["MLPVAE", "MLPAutoencoder", "ConvVAE", "TransformerVAE"])
+def test_restore_model_rebuilds_every_family_from_the_checkpoint_alone(family, tmp_path):
+    from vae_book.models import ConvConfig, TransformerConfig
+
+    cls, config_cls = C.MODEL_CLASSES[family]
+    small = {"MLPVAE": MLPConfig(image_shape=(6, 6, 1), hidden=16, z_dim=3),
+             "MLPAutoencoder": MLPConfig(image_shape=(6, 6, 1), hidden=16, z_dim=2),
+             "ConvVAE": ConvConfig(image_shape=(8, 8, 3), channels=(4, 8), z_dim=4),
+             "TransformerVAE": TransformerConfig(image_shape=(8, 8, 3), patch=4, hidden=16, depth=1, heads=2,
+                                                 z_dim=4)}[family]
+    saved = cls(small, rngs=nnx.Rngs(7))
+    C.save_model(saved, tmp_path / "ckpt", {"note": family})
+    model, meta = C.restore_model(tmp_path / "ckpt")
+    assert type(model) is cls and model.config == small and meta["note"] == family
+    for pa, pb in zip(jax.tree.leaves(nnx.state(saved, nnx.Param)), jax.tree.leaves(nnx.state(model, nnx.Param))):
+        np.testing.assert_array_equal(pa, pb)
+
+
+def test_restore_model_refuses_metadata_it_cannot_rebuild_from(tmp_path):
+    import json
+
+    C.save_model(MLPVAE(CFG, rngs=nnx.Rngs(0)), tmp_path / "ckpt")
+    meta_path = tmp_path / "ckpt.json"
+    good = json.loads(meta_path.read_text())
+    for edit, message in [({"model_class": "ResNet"}, "must name a model class"),
+                          ({"model_class": None}, "must name a model class"),  # a checkpoint of an older version
+                          ({"model_class": "ConvVAE"}, "must hold a ConvConfig"),
+                          ({"model": {**good["model"], "z_dim": -1}}, "holds a config MLPConfig refuses")]:
+        meta_path.write_text(json.dumps({**good, **edit}))
+        with pytest.raises(C.CheckpointError, match=message):
+            C.restore_model(tmp_path / "ckpt")
+
+
 def test_fit_cached_trains_once_then_loads_and_retrains_a_corrupt_entry(tmp_path, images):
     kwargs = dict(steps=30, batch_size=16, progress=False)
     a = MLPVAE(CFG, rngs=nnx.Rngs(0))

@@ -3,6 +3,7 @@
 import base64
 import io
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -107,6 +108,16 @@ def test_show_picks_static_when_the_build_asks_for_it(monkeypatch):
 
     monkeypatch.setenv("VAE_BOOK_STATIC", "0")
     assert widgets.show(frames, live_factory=fake_live) == "live"
+
+
+def test_show_falls_back_to_the_static_explorer_without_ipywidgets(monkeypatch):
+    monkeypatch.delenv("VAE_BOOK_STATIC", raising=False)
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # `import ipywidgets` now raises ImportError
+    with pytest.warns(UserWarning, match=r"ipywidgets is not installed.*vae-book\[widgets\]"):
+        out = widgets.show(exact_frames(n=3), [1, 2, 3], label="k")
+    assert isinstance(out, widgets.Explorer) and 'max="2"' in out.html
+    with pytest.raises(ImportError, match="vae-book"):  # asked for explicitly, the live one says what is missing
+        widgets.live_explorer(exact_frames(n=3), label="k")
 
 
 def test_live_explorer_updates_the_image_when_the_slider_moves():

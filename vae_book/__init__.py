@@ -25,8 +25,11 @@ Data, training, caching, profiles
     load_dataset           mnist5k, shapes, mnist (download), image_folder: float32 NHWC in [0, 1]
     batches                shuffled, seeded batch iterator
     fit                    train with Adam, progress bar, evaluation and a NaN guard
+    TrainingDiverged       what fit raises when the loss or a gradient becomes NaN / Inf
     fit_cached             fit once, then load from the trained-model cache
     save_model, load_model a checkpoint of a model's parameters (msgpack, hashed, atomic)
+    restore_model          rebuild a saved model from its checkpoint alone -> (model, metadata)
+    CheckpointError        a checkpoint that is missing, corrupt or for another model
     get_profile            the smoke / cpu / gpu run sizes
     train, Run             a model of the book by family name, sized by the profile and cached
 """
@@ -34,7 +37,7 @@ Data, training, caching, profiles
 __version__ = "0.1.0"
 
 from vae_book.cache import fit_cached  # noqa: E402
-from vae_book.checkpoints import load_model, save_model  # noqa: E402
+from vae_book.checkpoints import CheckpointError, load_model, restore_model, save_model  # noqa: E402
 from vae_book.data import Dataset, batches, binarize, load_dataset  # noqa: E402
 from vae_book.distributions import (  # noqa: E402
     bernoulli_log_prob,
@@ -62,7 +65,7 @@ from vae_book.objectives import (  # noqa: E402
 )
 from vae_book.profiles import get_profile  # noqa: E402
 from vae_book.runs import Run, train  # noqa: E402
-from vae_book.train import History, fit  # noqa: E402
+from vae_book.train import History, TrainingDiverged, fit  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -72,5 +75,6 @@ __all__ = [
     "MLPVAE", "MLPConfig", "MLPAutoencoder", "ConvVAE", "ConvConfig", "TransformerVAE", "TransformerConfig",
     "LinearGaussianModel",
     "Dataset", "load_dataset", "batches", "binarize",
-    "fit", "History", "fit_cached", "save_model", "load_model", "get_profile", "train", "Run",
+    "fit", "History", "TrainingDiverged", "fit_cached", "save_model", "load_model", "restore_model",
+    "CheckpointError", "get_profile", "train", "Run",
 ]

@@ -60,8 +60,10 @@ CACHE_ENV = "VAE_BOOK_CACHE"
 #: the modules whose import closure is "the training code": the run table and the cached fit
 TRAINING_ROOTS = ("vae_book.runs", "vae_book.cache")
 
-#: installed distributions whose versions are part of the fingerprint
-_LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy")
+#: installed distributions whose versions are part of the fingerprint (and of the book's execution
+#: cache key, ``scripts/build_book.py``): the numerics of a run depend on each of them
+LIBRARIES = ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda12-pjrt", "jax-cuda13-plugin", "jax-cuda13-pjrt",
+             "flax", "optax", "numpy")
 
 _PACKAGE = "vae_book"
 
@@ -133,9 +135,13 @@ def training_modules(roots=TRAINING_ROOTS, package_dir: str | Path | None = None
 
 
 @functools.cache
-def _library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
+    """The installed version of each of :data:`LIBRARIES` (``"absent"`` for one not installed).
+
+    Read once per process (``library_versions.cache_clear()`` forgets it).
+    """
     out = {}
-    for lib in _LIBRARIES:
+    for lib in LIBRARIES:
         try:
             out[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:
@@ -151,7 +157,7 @@ def training_fingerprint(package_dir: str | Path | None = None) -> str:
     every call (a few milliseconds), so an edited file is never hidden behind an older fingerprint.
     """
     root = Path(package_dir) if package_dir is not None else Path(__file__).resolve().parent
-    h = hashlib.sha256(json.dumps({"version": __version__, "libraries": _library_versions()}).encode())
+    h = hashlib.sha256(json.dumps({"version": __version__, "libraries": library_versions()}).encode())
     for rel in training_modules(TRAINING_ROOTS, root):
         h.update(rel.encode())
         h.update((root / rel).read_bytes())

@@ -24,14 +24,23 @@ import numpy as np
 from flax import nnx, serialization
 
 from vae_book._checks import check_module, check_path
+from vae_book.models import ConvConfig, ConvVAE, MLPAutoencoder, MLPConfig, MLPVAE, TransformerConfig, TransformerVAE
 from vae_book.models.base import config_dict
 
-__all__ = ["CheckpointError", "FORMAT", "checkpoint_paths", "model_config", "json_default", "save_model",
-           "load_model"]
+#: the model classes :func:`restore_model` can rebuild, by name, with the config class each takes
+MODEL_CLASSES = {
+    "MLPVAE": (MLPVAE, MLPConfig),
+    "MLPAutoencoder": (MLPAutoencoder, MLPConfig),
+    "ConvVAE": (ConvVAE, ConvConfig),
+    "TransformerVAE": (TransformerVAE, TransformerConfig),
+}
+
+__all__ = ["CheckpointError", "FORMAT", "MODEL_CLASSES", "checkpoint_paths", "model_config", "json_default",
+           "save_model", "load_model", "restore_model"]
 
 #: the ``format`` field of the metadata this version writes
 FORMAT = "vae_book-checkpoint-1"
-_RESERVED = ("format", "model", "num_params", "sha256")
+_RESERVED = ("format", "model", "model_class", "num_params", "sha256")
 
 
 class CheckpointError(ValueError):
@@ -94,7 +103,9 @@ def save_model(model, path, metadata: dict | None = None) -> Path:
     """Write ``model``'s parameters to ``<path>.msgpack`` and metadata to ``<path>.json``, atomically.
 
     Returns the path of the parameter file. ``metadata`` must be a JSON-serialisable dict whose keys
-    are not ``format``, ``model``, ``num_params`` or ``sha256`` (those are computed here).
+    are not ``format``, ``model``, ``model_class``, ``num_params`` or ``sha256`` (those are computed
+    here). A model of a class in :data:`MODEL_CLASSES` can be rebuilt from the files alone with
+    :func:`restore_model`.
     """
     _check_model(model)
     if metadata is not None and not isinstance(metadata, dict):
@@ -111,6 +122,7 @@ def save_model(model, path, metadata: dict | None = None) -> Path:
     meta = {
         "format": FORMAT,
         "model": model_config(model),
+        "model_class": type(model).__name__,
         "num_params": int(sum(np.size(a) for a in jax.tree.leaves(pure))),
         "sha256": hashlib.sha256(blob).hexdigest(),
         **metadata,
@@ -134,16 +146,8 @@ def load_model(model, path) -> dict:
             other parameter shapes. The message says which and what to do.
     """
     _check_model(model)
-    params_path, meta_path = checkpoint_paths(path)
-    if not params_path.exists() or not meta_path.exists():
-        raise CheckpointError(f"`path` must name a saved checkpoint ({params_path.name} and {meta_path.name}), "
-                              f"got {str(path)!r}, where there is none.")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"checkpoint metadata {meta_path} is corrupt ({e}); delete it and retrain.") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"checkpoint metadata {meta_path} is not a JSON object; delete it and retrain.")
+    params_path, _ = checkpoint_paths(path)
+    meta, meta_path = _read_metadata(path)
     blob = params_path.read_bytes()
     if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
         raise CheckpointError(
@@ -169,3 +173,53 @@ def load_model(model, path) -> dict:
     nnx.replace_by_pure_dict(state, jax.tree.map(jax.numpy.asarray, restored))
     nnx.update(model, state)
     return meta
+
+
+def _read_metadata(path) -> tuple[dict, Path]:
+    params_path, meta_path = checkpoint_paths(path)
+    if not params_path.exists() or not meta_path.exists():
+        raise CheckpointError(f"`path` must name a saved checkpoint ({params_path.name} and {meta_path.name}), "
+                              f"got {str(path)!r}, where there is none.")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"checkpoint metadata {meta_path} is corrupt ({e}); delete it and retrain.") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint metadata {meta_path} is not a JSON object; delete it and retrain.")
+    return meta, meta_path
+
+
+def restore_model(path):
+    """Rebuild the model saved at ``path`` from its stored config and load its parameters.
+
+    ``model, metadata = restore_model("runs/mlp")`` needs no code that knows how the model was built:
+    the checkpoint's ``model_class`` (one of :data:`MODEL_CLASSES`) and ``model`` config say it. The
+    parameters are then checked and loaded exactly as :func:`load_model` does.
+
+    Returns:
+        ``(model, metadata)``.
+
+    Raises:
+        CheckpointError: no checkpoint at ``path``, metadata without a known ``model_class`` or with
+            a config the class refuses, or any reason :func:`load_model` has.
+    """
+    meta, meta_path = _read_metadata(path)
+    name = meta.get("model_class")
+    if name not in MODEL_CLASSES:
+        raise CheckpointError(
+            f"checkpoint metadata {meta_path} must name a model class, one of {sorted(MODEL_CLASSES)}, got "
+            f"{name!r}; build the model yourself and use load_model(model, path)."
+        )
+    cls, config_cls = MODEL_CLASSES[name]
+    fields = dict(meta.get("model") or {})
+    kind = fields.pop("kind", None)
+    if kind != config_cls.__name__:
+        raise CheckpointError(f"checkpoint metadata {meta_path} must hold a {config_cls.__name__} for a {name}, "
+                              f"got a config of kind {kind!r}.")
+    try:
+        config = config_cls(**fields)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint metadata {meta_path} holds a config {config_cls.__name__} refuses: "
+                              f"{e}") from None
+    model = cls(config, rngs=nnx.Rngs(0))
+    return model, load_model(model, path)

