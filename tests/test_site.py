@@ -269,6 +269,7 @@ def test_the_theme_follows_the_readers_setting_and_figures_stay_readable(scheme,
         assert len(sharp) == len(figures), f"figures not at 2x: {[f for f in figures if f not in sharp][:5]}"
         assert not visit.console_errors, visit.console_errors
         SHOTS.mkdir(parents=True, exist_ok=True)
+        page.locator(".cell_output img").nth(1).scroll_into_view_if_needed()  # a figure, with text around it
         page.screenshot(path=str(SHOTS / f"{scheme}__{FIGURE_PAGE.replace('/', '__')}.png"), full_page=False)
     finally:
         visit.close()
