@@ -12,7 +12,7 @@ JUPYTERLAB_MYST_VERSION := 2.7.0
 # arguments for bench/train_step.py (see `python bench/train_step.py --help`)
 BENCH_ARGS ?= --depth-sweep
 
-.PHONY: book test lab bench venv clean browser site-deps site-assets lock
+.PHONY: book test lab bench venv clean browser site-deps site-assets lock gpu-check
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench: venv
 	$(PY) -m pip install --quiet torch==2.13.0 -c constraints.txt
 	$(PY) -m pytest -q -m bench tests/test_perf_equivalence.py
 	$(PY) bench/train_step.py $(BENCH_ARGS)
+
+## make gpu-check: the GPU path end to end (bench/gpu_check.py); says so and exits 0 without a GPU
+gpu-check: venv
+	$(PY) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 ## make lock: rewrite constraints.txt from a fresh environment of requirements.txt (after editing it)
 lock:

@@ -54,7 +54,7 @@ def library_versions() -> dict[str, str]:
 
 
 #: environment variables that change what a chapter computes (besides the profile)
-KEY_ENV = ("VAE_BOOK_DATA",)
+KEY_ENV = ("VAE_BOOK_DATA", "VAE_BOOK_MAX_STEPS")
 
 
 #: the IPython kernel settings of the build's kernels: figures as 2x ("retina") PNGs, sharp on

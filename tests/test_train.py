@@ -1,5 +1,6 @@
 """Training, the NaN guard, checkpoints and the trained-model cache, profiles and the CLI."""
 
+import re
 import json
 import os
 
@@ -270,3 +271,19 @@ def test_cli_reports_a_diverged_run_in_one_line_and_exits_1(monkeypatch, capsys)
     assert main(["train", "--model", "mlp"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: training diverged: the loss became NaN at step 7") and "Traceback" not in err
+
+
+def test_max_steps_caps_every_step_count_of_a_profile_and_refuses_a_bad_value(monkeypatch):
+    from vae_book.profiles import PROFILES, get_profile
+
+    monkeypatch.delenv("VAE_BOOK_MAX_STEPS", raising=False)
+    assert get_profile("gpu") is PROFILES["gpu"]
+    monkeypatch.setenv("VAE_BOOK_MAX_STEPS", "25")
+    capped = get_profile("gpu")
+    assert capped.name == "gpu" and capped.transformer.hidden == 256  # the sizes stay the gpu profile's
+    assert (capped.mlp.steps, capped.conv.steps, capped.transformer.steps, capped.beta_steps) == (25, 25, 25, 25)
+    assert get_profile("smoke").conv.steps == PROFILES["smoke"].conv.steps == 10  # already below the cap
+    for bad in ("0", "-3", "1e3", "many"):
+        monkeypatch.setenv("VAE_BOOK_MAX_STEPS", bad)
+        with pytest.raises(ValueError, match=f"VAE_BOOK_MAX_STEPS must be a positive integer.*got '{re.escape(bad)}'"):
+            get_profile("gpu")

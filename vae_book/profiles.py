@@ -210,10 +210,36 @@ def profile_name() -> str:
     return "cpu" if jax.default_backend() == "cpu" else "gpu"
 
 
+#: environment variable that caps every step count of a profile (a quick end-to-end run of the gpu
+#: profile's chapters, e.g. ``bench/gpu_check.py``); unset, the profiles train as tabled
+MAX_STEPS_ENV_VAR = "VAE_BOOK_MAX_STEPS"
+
+
+def max_steps() -> int | None:
+    """``$VAE_BOOK_MAX_STEPS`` as a positive int, or None when unset; anything else is refused."""
+    env = os.environ.get(MAX_STEPS_ENV_VAR, "").strip()
+    if not env:
+        return None
+    if not env.isdigit() or int(env) < 1:
+        raise ValueError(f"environment variable {MAX_STEPS_ENV_VAR} must be a positive integer (or unset), "
+                         f"got {env!r}.")
+    return int(env)
+
+
 def get_profile(name: str | None = None) -> Profile:
-    """The :class:`Profile` called ``name``, or the active one (see :func:`profile_name`) if None."""
+    """The :class:`Profile` called ``name``, or the active one (see :func:`profile_name`) if None.
+
+    With ``$VAE_BOOK_MAX_STEPS`` set, every step count of the profile (each family's ``steps`` and
+    ``beta_steps``) is capped at it; the name stays, and the trained-model cache keys on the steps
+    actually run, so a capped run never serves or replaces a full one.
+    """
     if name is None:
         name = profile_name()
     if name not in PROFILES:
         raise ValueError(f"`name` must be one of {sorted(PROFILES)}, got {name!r}.")
-    return PROFILES[name]
+    profile, cap = PROFILES[name], max_steps()
+    if cap is None:
+        return profile
+    return profile.replace(**{f: getattr(profile, f).replace(steps=min(getattr(profile, f).steps, cap))
+                              for f in ("mlp", "conv", "transformer")},
+                           beta_steps=min(profile.beta_steps, cap))
