@@ -27,6 +27,7 @@ from vae_book import distributions as D
 from vae_book import evaluation as E
 from vae_book import latent as L
 from vae_book import objectives as O
+from vae_book import parallel as Pa
 from vae_book import plotting as P
 from vae_book import runs as R
 T = importlib.import_module("vae_book.train")  # `vae_book.train` is the runs.train function
@@ -301,6 +302,9 @@ rows("batches", "batch_size", {
     "float": lambda t: next(Dt.batches(X, 2.5))})
 rows("batches", "epochs", {"zero": lambda t: next(Dt.batches(X, 2, epochs=0))})
 rows("batches", "seed", {"str": lambda t: next(Dt.batches(X, 2, seed="0"))})
+rows("batches", "start", {"negative": lambda t: next(Dt.batches(X, 2, start=-1)),
+                          "float": lambda t: next(Dt.batches(X, 2, start=1.0)),
+                          "bool": lambda t: next(Dt.batches(X, 2, start=True))})
 rows("batches", "labels", {"length": lambda t: next(Dt.batches(X, 2, labels=np.zeros(3)))})
 rows("batches", "images", {"scalar": lambda t: next(Dt.batches(np.float32(1.0), 2)),
                            "str": lambda t: next(Dt.batches("images", 2))})
@@ -342,6 +346,19 @@ rows("fit", "batch_size", {"too-large": lambda t: _fit(batch_size=9), "zero": la
 rows("fit", "train_images", {"255": lambda t: _fit(train_images=X * 255),
                              "rank-3": lambda t: _fit(train_images=X[0])})
 rows("fit", "model", {"none": lambda t: T.fit(None, X, steps=1, progress=False)})
+rows("fit", "checkpoint_path", {"int": lambda t: _fit(checkpoint_path=3),
+                                "empty-str": lambda t: _fit(checkpoint_path=""),
+                                "a-folder": lambda t: _fit(checkpoint_path=t)})
+rows("fit", "checkpoint_every", {"zero": lambda t: _fit(checkpoint_every=0),
+                                 "float": lambda t: _fit(checkpoint_every=2.0),
+                                 "negative": lambda t: _fit(checkpoint_every=-1)})
+rows("fit", "checkpoint_minutes", {"zero": lambda t: _fit(checkpoint_minutes=0.0),
+                                   "negative": lambda t: _fit(checkpoint_minutes=-1.0),
+                                   "nan": lambda t: _fit(checkpoint_minutes=NAN),
+                                   "inf": lambda t: _fit(checkpoint_minutes=INF),
+                                   "str": lambda t: _fit(checkpoint_minutes="5")})
+rows("fit", "resume", {"str": lambda t: _fit(resume="yes"), "none": lambda t: _fit(resume=None),
+                       "int": lambda t: _fit(resume=1)})
 rows("History.from_dict", "history", {
     "list": lambda t: T.History.from_dict([]),
     "missing-field": lambda t: T.History.from_dict({"train": {}}),
@@ -354,6 +371,8 @@ rows("default_optimizer", "learning_rate", {"zero": lambda t: T.default_optimize
                                             "nan": lambda t: T.default_optimizer(NAN),
                                             "str": lambda t: T.default_optimizer("3e-4")})
 rows("prefetch", "size", {"zero": lambda t: next(T.prefetch(iter([1, 2]), size=0))})
+rows("prefetch", "sharding", {"str": lambda t: next(T.prefetch(iter([X]), sharding="data"))})
+rows("data_mesh", "batch_size", {"zero": lambda t: Pa.data_mesh(0), "float": lambda t: Pa.data_mesh(2.0)})
 
 # ------------------------------------------------------------------------------ checkpoints and cache
 rows("save_model", "model", {"none": lambda t: C.save_model(None, t / "m"), "str": lambda t: C.save_model("m", t / "m")})
@@ -367,9 +386,18 @@ rows("load_model", "path", {"missing": lambda t: C.load_model(model(), t / "nowh
                             "int": lambda t: C.load_model(model(), 3)})
 rows("restore_model", "path", {"missing": lambda t: C.restore_model(t / "nowhere"),
                                "int": lambda t: C.restore_model(3)})
+rows("save_training_state", "path", {"int": lambda t: C.save_training_state(3, params={}, opt_state=(), metadata={})})
+rows("save_training_state", "metadata", {
+    "list": lambda t: C.save_training_state(t / "s", params={}, opt_state=(), metadata=[1]),
+    "not-json": lambda t: C.save_training_state(t / "s", params={}, opt_state=(), metadata={"x": object()})})
+rows("load_training_state", "path", {"missing": lambda t: C.load_training_state(t / "nowhere", params={}, opt_state=()),
+                                     "none": lambda t: C.load_training_state(None, params={}, opt_state=())})
 rows("checkpoint_paths", "path", {"int": lambda t: C.checkpoint_paths(3), "none": lambda t: C.checkpoint_paths(None)})
 rows("fit_cached", "cache", {"int": lambda t: _fit_cached(t, cache=1), "empty-str": lambda t: _fit_cached(t, cache=""),
                              "a-file": lambda t: _fit_cached(t, cache=_file(t))})
+rows("fit_cached", "checkpoint_path", {"given": lambda t: _fit_cached(t, checkpoint_path=t / "c")})
+rows("fit_cached", "resume", {"given": lambda t: _fit_cached(t, resume=False)})
+rows("fit_cached", "checkpoint_every", {"zero": lambda t: _fit_cached(t, checkpoint_every=0)})
 rows("fit_cached", "tag", {"int": lambda t: _fit_cached(t, tag=1)})
 rows("fit_cached", "optimizer", {"given": lambda t: _fit_cached(t, optimizer=T.default_optimizer(1e-3))})
 rows("fit_cached", "train_images", {"255": lambda t: K.fit_cached(model(), X * 255, steps=1, cache=False)})

@@ -12,6 +12,11 @@ Writes are atomic (:mod:`vae_book.checkpoints`) and done under a lock on the ent
 (:mod:`filelock`), so two processes asking for the same model train it once: the second waits, then
 loads. An entry is used only if its stored key and settings are the ones asked for. A stale, corrupt or mismatched entry is named in a warning
 and the model is retrained **from its initial parameters**, never from what a failed load left in it.
+
+A run in progress writes a training checkpoint next to its entry (``<entry>.train``, see
+:func:`vae_book.train.fit`), so a cached run that was interrupted (Ctrl-C, a killed kernel, a lost
+machine) resumes where it stopped on the next call; the checkpoint is deleted once the entry is saved.
+One that cannot be used (corrupt, or of other settings) is named in a warning and training starts over.
 """
 
 from __future__ import annotations
@@ -29,13 +34,13 @@ from pathlib import Path
 
 import filelock
 import jax
-import numpy as np
 from flax import nnx
 
 from vae_book import __version__
 from vae_book._checks import check_images, check_path
 from vae_book.checkpoints import (
     CheckpointError,
+    array_fingerprint,
     checkpoint_paths,
     json_default,
     load_model,
@@ -164,16 +169,6 @@ def training_fingerprint(package_dir: str | Path | None = None) -> str:
     return h.hexdigest()[:16]
 
 
-def array_fingerprint(x) -> str:
-    """SHA-256 (16 hex) of an array's shape, dtype and bytes (a NumPy or JAX array)."""
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise ValueError(f"`x` must be a NumPy or JAX array, got {type(x).__name__} {x!r:.60}.")
-    x = np.ascontiguousarray(np.asarray(x))
-    h = hashlib.sha256(f"{x.shape}{x.dtype}".encode())
-    h.update(x.tobytes())
-    return h.hexdigest()[:16]
-
-
 def _params_fingerprint(model) -> str:
     h = hashlib.sha256()
     for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)):
@@ -235,7 +230,9 @@ def fit_cached(model, train_images, *, cache: bool | str | Path = True, tag: str
     The key hashes the model config, its initial parameters, the training and evaluation images,
     every ``fit`` argument (steps, batch size, learning rate, beta, loss function, seed), ``tag``,
     and :func:`training_fingerprint`. ``cache=False`` always trains; a path uses that folder
-    instead of :func:`cache_dir`.
+    instead of :func:`cache_dir`. While it trains, a training checkpoint ``<entry>.train`` is written
+    every ``checkpoint_every`` steps / ``checkpoint_minutes`` minutes (``fit``'s arguments; default
+    every 10 minutes), from which an interrupted run resumes; they are not part of the key.
 
     Returns:
         ``(history, info)``: the :class:`~vae_book.train.History` of the run that produced the
@@ -245,13 +242,18 @@ def fit_cached(model, train_images, *, cache: bool | str | Path = True, tag: str
     if "optimizer" in fit_kwargs:
         raise ValueError(f"`optimizer` must not be given to fit_cached (an optax optimiser cannot be hashed), "
                          f"got {type(fit_kwargs['optimizer']).__name__}; pass learning_rate or use `fit` directly.")
+    for name in ("checkpoint_path", "resume"):
+        if name in fit_kwargs:
+            raise ValueError(f"`{name}` must not be given to fit_cached (it keeps its own training checkpoint next "
+                             f"to the entry), got {fit_kwargs[name]!r}.")
     if not isinstance(tag, str):
         raise ValueError(f"`tag` must be a string, got {type(tag).__name__}.")
     if cache is not True and cache is not False:
         cache = check_path(cache, "cache")
         if cache.exists() and not cache.is_dir():
             raise ValueError(f"`cache` must be a folder (or True / False), got {str(cache)!r}, which is a file.")
-    settings = {k: v for k, v in fit_kwargs.items() if k not in ("progress", "desc", "eval_images", "loss_fn")}
+    unkeyed = ("progress", "desc", "eval_images", "loss_fn", "checkpoint_every", "checkpoint_minutes")
+    settings = {k: v for k, v in fit_kwargs.items() if k not in unkeyed}
     eval_images = fit_kwargs.get("eval_images")
     parts = {
         "model": model_config(model),
@@ -277,6 +279,14 @@ def fit_cached(model, train_images, *, cache: bool | str | Path = True, tag: str
             except CheckpointError as e:
                 nnx.update(model, initial)  # retrain from the initial parameters, not a failed load's
                 warnings.warn(f"the cached model at {path} cannot be used and is retrained: {e}", stacklevel=2)
-        history = fit(model, train_images, **fit_kwargs)
+        train_path = path.parent / (path.name + ".train")
+        try:
+            history = fit(model, train_images, checkpoint_path=train_path, **fit_kwargs)
+        except CheckpointError as e:  # raised before any step: the model still holds its initial parameters
+            warnings.warn(f"the training checkpoint {train_path} cannot be used; training from the start: {e}",
+                          stacklevel=2)
+            train_path.unlink()
+            history = fit(model, train_images, checkpoint_path=train_path, **fit_kwargs)
         save_model(model, path, {"key": key, "key_parts": parts, "history": history.to_dict()})
+        train_path.unlink(missing_ok=True)
     return history, {"cached": False, "key": key, "path": str(path)}

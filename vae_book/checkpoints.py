@@ -9,6 +9,13 @@ A checkpoint is two files written atomically (to a temporary name, then ``os.rep
 ``<name>`` is used as given: ``run.v1`` gives ``run.v1.msgpack`` and ``run.v1.json``. The metadata is
 serialised before either file is written, so metadata that JSON cannot encode leaves an existing
 checkpoint untouched. The trained-model cache built on these files is :mod:`vae_book.cache`.
+
+A **training checkpoint** (:func:`save_training_state`, what :func:`vae_book.train.fit` writes to resume
+an interrupted run) holds more than the parameters: the optimiser state, the step, the divergence
+guard, the metrics not yet logged, the history so far and the run's settings. It is *one* file, a
+msgpack map of the metadata (JSON text), the SHA-256 of metadata and arrays, and the arrays, written
+by the same atomic replace: a kill at any moment leaves the previous checkpoint or the new one, never
+a new array file paired with old metadata (two files renamed one after the other could be).
 """
 
 from __future__ import annotations
@@ -35,11 +42,14 @@ MODEL_CLASSES = {
     "TransformerVAE": (TransformerVAE, TransformerConfig),
 }
 
-__all__ = ["CheckpointError", "FORMAT", "MODEL_CLASSES", "checkpoint_paths", "model_config", "json_default",
-           "save_model", "load_model", "restore_model"]
+__all__ = ["CheckpointError", "FORMAT", "TRAINING_FORMAT", "MODEL_CLASSES", "checkpoint_paths", "model_config",
+           "json_default", "save_model", "load_model", "restore_model", "array_fingerprint", "save_training_state",
+           "load_training_state"]
 
 #: the ``format`` field of the metadata this version writes
 FORMAT = "vae_book-checkpoint-1"
+#: the ``format`` field of a training checkpoint (:func:`save_training_state`)
+TRAINING_FORMAT = "vae_book-training-state-1"
 _RESERVED = ("format", "model", "model_class", "num_params", "sha256")
 
 
@@ -223,3 +233,101 @@ def restore_model(path):
                               f"{e}") from None
     model = cls(config, rngs=nnx.Rngs(0))
     return model, load_model(model, path)
+
+
+def array_fingerprint(x) -> str:
+    """SHA-256 (16 hex) of an array's shape, dtype and bytes (a NumPy or JAX array)."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise ValueError(f"`x` must be a NumPy or JAX array, got {type(x).__name__} {x!r:.60}.")
+    x = np.ascontiguousarray(np.asarray(x))
+    h = hashlib.sha256(f"{x.shape}{x.dtype}".encode())
+    h.update(x.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _host(a) -> np.ndarray:
+    """A NumPy copy of ``a``; of a replicated array spanning other processes, this process's copy."""
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+        a = a.addressable_data(0)
+    return np.asarray(a)
+
+
+def _leaves(tree) -> dict:
+    return {str(i): _host(a) for i, a in enumerate(jax.tree.leaves(tree))}
+
+
+def _state_hash(text: bytes, blob: bytes) -> str:
+    return hashlib.sha256(len(text).to_bytes(8, "little") + text + blob).hexdigest()
+
+
+def save_training_state(path, *, params, opt_state, metadata: dict) -> Path:
+    """Write a training checkpoint to the one file ``path``, atomically; return its path.
+
+    ``params`` and ``opt_state`` are pytrees of arrays (an ``nnx.State``, an optax state); they are
+    stored as their lists of leaves, to be put back into the same structure by
+    :func:`load_training_state`. ``metadata`` is a JSON-serialisable dict (the step, the settings,
+    the history; see :func:`vae_book.train.fit`).
+    """
+    path = check_path(path, "path")
+    if not isinstance(metadata, dict):
+        raise ValueError(f"`metadata` must be a dict, got {type(metadata).__name__}.")
+    try:
+        text = json.dumps(metadata, default=json_default).encode()
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"`metadata` must be JSON-serialisable, got a value it cannot encode: {e}") from None
+    blob = serialization.msgpack_serialize({"params": _leaves(params), "opt_state": _leaves(opt_state)})
+    record = {"format": TRAINING_FORMAT, "metadata": text.decode(), "sha256": _state_hash(text, blob), "state": blob}
+    _atomic_write(path, serialization.msgpack_serialize(record))
+    return path
+
+
+def _restore(template, stored, what: str, path: Path):
+    leaves, treedef = jax.tree.flatten(template)
+    if not isinstance(stored, dict) or sorted(stored, key=int) != [str(i) for i in range(len(leaves))]:
+        raise CheckpointError(f"training checkpoint {path} holds another {what} structure than this run "
+                              f"({len(stored) if isinstance(stored, dict) else '?'} arrays, not {len(leaves)}).")
+    out = []
+    for i, want in enumerate(leaves):
+        got = np.asarray(stored[str(i)])
+        if got.shape != np.shape(want) or got.dtype != np.asarray(want).dtype:
+            raise CheckpointError(f"training checkpoint {path} holds a {what} array of shape {got.shape} and dtype "
+                                  f"{got.dtype} where this run has {np.shape(want)} {np.asarray(want).dtype}.")
+        out.append(got)
+    return jax.tree.unflatten(treedef, out)
+
+
+def load_training_state(path, *, params, opt_state, settings: dict | None = None):
+    """Read a training checkpoint written by :func:`save_training_state`: ``(params, opt_state, metadata)``.
+
+    ``params`` and ``opt_state`` are templates (the run's initial ones): the stored arrays must have
+    their structure, shapes and dtypes, and come back in that structure as NumPy arrays. With
+    ``settings``, ``metadata["settings"]`` must equal it (after a JSON round trip).
+
+    Raises:
+        CheckpointError: the file is missing, corrupt (not the format, or its SHA-256 does not
+            match), or was written for another run: the message names the settings that differ.
+    """
+    path = check_path(path, "path")
+    if not path.is_file():
+        raise CheckpointError(f"`path` must name a training checkpoint, got {str(path)!r}, where there is none.")
+    try:
+        record = serialization.msgpack_restore(path.read_bytes())
+        text, blob = record["metadata"].encode(), record["state"]
+        if record["format"] != TRAINING_FORMAT or _state_hash(text, blob) != record["sha256"]:
+            raise ValueError("its SHA-256 or format does not match")
+        metadata, state = json.loads(text), serialization.msgpack_restore(blob)
+        if not isinstance(metadata, dict) or not isinstance(state, dict):
+            raise ValueError("its metadata or state is not a map")
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same failure
+        raise CheckpointError(f"training checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e}); "
+                              f"delete it to train from the start.") from None
+    if settings is not None:
+        want = json.loads(json.dumps(settings, default=json_default))
+        got = metadata.get("settings") if isinstance(metadata.get("settings"), dict) else {}
+        differ = [f"{k}: {got.get(k)!r} in the checkpoint, {want.get(k)!r} now" for k in sorted({*want, *got})
+                  if got.get(k) != want.get(k)]
+        if differ:
+            raise CheckpointError(f"training checkpoint {path} was written for other settings ("
+                                  + "; ".join(differ) + "). Delete it, pass resume=False, or use another path.")
+    return (_restore(params, state.get("params"), "parameter", path),
+            _restore(opt_state, state.get("opt_state"), "optimiser-state", path), metadata)

@@ -12,13 +12,15 @@ default Adam runs on one flat vector of all parameters (:func:`optax.flatten`: t
 a handful of kernels instead of a few per parameter array), the NaN guard is one reduction, and on
 CPU the step is compiled with LLVM optimisation level 1 (:data:`CPU_COMPILER_OPTIONS`), which
 compiles faster and ran no slower.
+
+With a ``checkpoint_path`` :func:`fit` writes training checkpoints, and a later call with the same
+settings resumes from the last one, to the parameters (bit for bit) of a run never stopped. With
+several devices each batch is split over them (:mod:`vae_book.parallel`).
 """
 
 from __future__ import annotations
 
 import functools
-import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,14 +32,16 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from vae_book import objectives
-from vae_book._checks import (check_callable, check_images, check_key, check_module, check_number,
+from vae_book import objectives, parallel
+from vae_book._checks import (check_callable, check_images, check_key, check_module, check_number, check_path,
                               check_positive_int, check_seed)
+from vae_book.checkpoints import array_fingerprint, load_training_state, model_config, save_training_state
 from vae_book.data import batch_slices, batches
+from vae_book.parallel import prefetch
 from vae_book.profiles import is_static
 
 __all__ = ["History", "TrainingDiverged", "fit", "mean_metrics", "make_train_step", "default_optimizer", "prefetch",
-           "DEFAULT_LEARNING_RATE", "CPU_COMPILER_OPTIONS"]
+           "DEFAULT_LEARNING_RATE", "DEFAULT_CHECKPOINT_MINUTES", "CPU_COMPILER_OPTIONS"]
 
 
 class TrainingDiverged(FloatingPointError):
@@ -101,6 +105,9 @@ class History:
 #: Adam step size of :func:`fit` when none is given (:mod:`vae_book.runs` always passes the profile's
 #: ``learning_rate`` of the model family).
 DEFAULT_LEARNING_RATE = 3e-4
+
+#: minutes between training checkpoints when :func:`fit` has a ``checkpoint_path`` and no schedule
+DEFAULT_CHECKPOINT_MINUTES = 10.0
 
 #: XLA options for the update step on CPU: LLVM -O1 instead of -O3 for the fused kernels. The step's
 #: compile time is mostly LLVM compiling a few hundred kernels; -O1 cuts it by ~10% and the step
@@ -223,30 +230,6 @@ def mean_metrics(model, images, key, *, loss_fn: Callable | None = None, batch_s
     return {k: v / n for k, v in totals.items()}
 
 
-def prefetch(iterator, size: int = 2):
-    """Move batches to the device on a background thread, ``size`` batches ahead."""
-    size = check_positive_int(size, "size")
-    q: queue.Queue = queue.Queue(maxsize=size)
-    stop = threading.Event()
-    sentinel = object()
-
-    def worker():
-        try:
-            for item in iterator:
-                if stop.is_set():
-                    return
-                q.put(jax.device_put(item))
-        finally:
-            q.put(sentinel)
-
-    threading.Thread(target=worker, daemon=True).start()
-    try:
-        while (item := q.get()) is not sentinel:
-            yield item
-    finally:
-        stop.set()
-
-
 def fit(
     model,
     train_images,
@@ -263,6 +246,10 @@ def fit(
     optimizer: optax.GradientTransformation | None = None,
     progress: bool = True,
     desc: str | None = None,
+    checkpoint_path=None,
+    checkpoint_every: int | None = None,
+    checkpoint_minutes: float | None = None,
+    resume: bool = True,
 ) -> History:
     """Train ``model`` in place with Adam on shuffled batches of ``train_images``; return its :class:`History`.
 
@@ -280,10 +267,28 @@ def fit(
         progress: show a ``tqdm`` progress bar with the running loss. Never shown in a static-site
             build (``VAE_BOOK_STATIC=1``, see :func:`vae_book.profiles.is_static`): a page has no use
             for a finished bar, and tqdm's notebook widget would make it load scripts from a CDN.
+        checkpoint_path: a file for training checkpoints (None: none). One holds the parameters, the
+            optimiser state, the step, the divergence guard, the metrics not yet logged, the history and
+            the run's settings, written atomically (:func:`vae_book.checkpoints.save_training_state`: a
+            killed run leaves the previous one). It is kept when the run ends.
+        checkpoint_every: write a checkpoint every this many steps (None: not by step count).
+        checkpoint_minutes: write one every this many minutes of training (None: not by time).
+            With a ``checkpoint_path`` and neither given, every ``DEFAULT_CHECKPOINT_MINUTES`` (10).
+        resume: if ``checkpoint_path`` exists, continue from it (the default): the model's parameters
+            are replaced by the checkpoint's, and the run ends with the parameters and history (but
+            ``seconds``, the sum of the parts) of an uninterrupted run. A corrupt checkpoint, or one of
+            another run (steps, batch size, learning rate, beta, loss, log or eval interval, seed, model
+            config, data, parameter shapes) raises :class:`~vae_book.checkpoints.CheckpointError` naming
+            why. False starts from step 0 and overwrites the file at the first checkpoint.
+
+    With several devices (:func:`jax.devices`) each batch is split over them along a ``data`` mesh axis,
+    parameters and optimiser state replicated (:mod:`vae_book.parallel`); a ``batch_size`` the device
+    count does not divide trains on one device, with a warning. The model's parameters end on one device.
 
     Raises:
         TrainingDiverged: the loss or a gradient became non-finite; the message names the step and
             the model keeps the parameters from before it.
+        CheckpointError: ``checkpoint_path`` holds a corrupt checkpoint or one of another run.
     """
     check_module(model)
     steps = check_positive_int(steps, "steps")
@@ -308,49 +313,88 @@ def fit(
     seed = check_seed(seed)
     log_every = max(1, steps // 100) if log_every is None else check_positive_int(log_every, "log_every")
     eval_every = check_positive_int(eval_every, "eval_every", allow_none=True)
+    checkpoint_path = None if checkpoint_path is None else check_path(checkpoint_path, "checkpoint_path")
+    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every", allow_none=True)
+    checkpoint_minutes = check_number(checkpoint_minutes, "checkpoint_minutes", minimum=0.0, strict=True,
+                                      allow_none=True)
+    if not isinstance(resume, bool):
+        raise ValueError(f"`resume` must be True or False, got {resume!r}.")
+    if checkpoint_path is not None and checkpoint_path.is_dir():
+        raise ValueError(f"`checkpoint_path` must be a file path, got {str(checkpoint_path)!r}, which is a folder.")
+    if checkpoint_path is not None and checkpoint_every is None:
+        checkpoint_minutes = checkpoint_minutes or DEFAULT_CHECKPOINT_MINUTES
+    describe = lambda f: f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', type(f).__name__)}"  # noqa: E731
+    settings = None if checkpoint_path is None else {
+        "steps": steps, "batch_size": batch_size, "learning_rate": None if optimizer else learning_rate,
+        "optimizer": describe(optimizer.update) if optimizer else "default", "beta": None if loss_fn else beta,
+        "loss_fn": describe(loss_fn) if loss_fn else None, "log_every": log_every, "eval_every": eval_every,
+        "seed": seed, "model": model_config(model), "train_images": array_fingerprint(train_images),
+        "eval_images": None if eval_images is None else array_fingerprint(eval_images)}
     eval_loss = loss_fn or objectives.vae_loss
     loss_fn = loss_fn or functools.partial(objectives.vae_loss, beta=beta)
     optimizer = optimizer or default_optimizer(learning_rate)
 
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     opt_state = optimizer.init(params)
+    history, bad_step, pending, first = History(), jnp.asarray(-1), [], 0
+    if checkpoint_path is not None and resume and checkpoint_path.exists():
+        params, opt_state, meta = load_training_state(checkpoint_path, params=params, opt_state=opt_state,
+                                                      settings=settings)
+        params, opt_state = jax.tree.map(jnp.asarray, (params, opt_state))
+        history, first = History.from_dict(meta["history"]), int(meta["step"])
+        bad_step, pending = jnp.asarray(int(meta["bad_step"])), meta["pending"]
+    mesh = parallel.data_mesh(batch_size)
+    if mesh is not None:
+        params, opt_state = parallel.replicate((params, opt_state), mesh)
     train_step = make_train_step(graphdef, rest, loss_fn, optimizer)
     key = jax.random.key(seed)
     eval_key = jax.random.fold_in(key, 10**9)
-    history = History()
-    bad_step = jnp.asarray(-1)
-    pending: list[dict] = []
-    data = prefetch(batches(train_images, batch_size, seed=seed))
-    t0 = time.perf_counter()
-    bar = tqdm(total=steps, desc=desc or "training", disable=not progress or is_static(), leave=True)
-    step = 0
+    data = prefetch(batches(train_images, batch_size, seed=seed, start=first),
+                    sharding=None if mesh is None else parallel.batch_sharding(mesh))
+    t0, seconds0, saved_at = time.perf_counter(), history.seconds, time.monotonic()
+    bar = tqdm(total=steps, initial=first, desc=desc or "training", disable=not progress or is_static(), leave=True)
+    step = first
+
+    def check_finite():
+        if int(bad_step) >= 0:
+            raise TrainingDiverged(
+                f"the loss or a gradient became NaN/Inf at step {int(bad_step)} of {steps}; "
+                f"training stopped and the model keeps the parameters from step {int(bad_step) - 1}. "
+                f"Try a smaller learning_rate (now {learning_rate}) or check the input data."
+            )
+
     try:
-        for step, x in zip(range(1, steps + 1), data):
+        for step, x in zip(range(first + 1, steps + 1), data):
             params, opt_state, metrics, bad_step = train_step(
                 params, opt_state, x, jax.random.fold_in(key, step), step, bad_step
             )
             pending.append(metrics)
             if step % log_every == 0 or step == steps:
-                if int(bad_step) >= 0:
-                    raise TrainingDiverged(
-                        f"the loss or a gradient became NaN/Inf at step {int(bad_step)} of {steps}; "
-                        f"training stopped and the model keeps the parameters from step {int(bad_step) - 1}. "
-                        f"Try a smaller learning_rate (now {learning_rate}) or check the input data."
-                    )
+                check_finite()
                 mean = {k: float(np.mean([float(m[k]) for m in pending])) for k in pending[0]}
                 history.log("train", step, mean)
                 pending = []
                 bar.set_postfix(loss=f"{mean['loss']:.2f}")
             if eval_images is not None and eval_every and (step % eval_every == 0 or step == steps):
-                nnx.update(model, params)
+                nnx.update(model, parallel.local_copy(params))
                 history.log("eval", step, mean_metrics(model, eval_images, eval_key, loss_fn=eval_loss))
             bar.update(1)
+            if checkpoint_path is not None and step < steps and (
+                    (checkpoint_every and step % checkpoint_every == 0)
+                    or (checkpoint_minutes and time.monotonic() - saved_at >= 60 * checkpoint_minutes)):
+                check_finite()
+                history.steps, history.seconds = step, seconds0 + time.perf_counter() - t0
+                if jax.process_index() == 0:  # one writer when several processes train together
+                    save_training_state(checkpoint_path, params=params, opt_state=opt_state, metadata={
+                        "step": step, "bad_step": int(bad_step), "settings": settings, "history": history.to_dict(),
+                        "pending": [{k: float(v) for k, v in m.items()} for m in pending]})
+                saved_at = time.monotonic()
     finally:
         bar.close()
         data.close()
-        nnx.update(model, params)
+        nnx.update(model, parallel.local_copy(params))
         history.steps = step
-        history.seconds = time.perf_counter() - t0
+        history.seconds = seconds0 + time.perf_counter() - t0
     if eval_images is not None and not eval_every:
         history.log("eval", steps, mean_metrics(model, eval_images, eval_key, loss_fn=eval_loss))
     return history

@@ -138,11 +138,14 @@ def batches(
     epochs: int | None = None,
     drop_remainder: bool = True,
     labels=None,
+    start: int = 0,
 ) -> Iterator:
     """Shuffled mini-batches, epoch after epoch.
 
     Each epoch uses a fresh permutation from ``np.random.default_rng([seed, epoch])``, so the order
-    is reproducible and independent of how many batches were consumed before.
+    is reproducible and independent of how many batches were consumed before. ``start`` skips that
+    many batches by arithmetic (epoch ``start // per_epoch``, then the offset inside it), without
+    drawing them: what a resumed training run uses to continue exactly where it stopped.
 
     Parameters
     ----------
@@ -159,6 +162,9 @@ def batches(
         a jitted step never recompiles); if False it is yielded, smaller.
     labels : array of shape (N,), optional
         If given, yield ``(images, labels)`` pairs, shuffled together.
+    start : int, default 0
+        Number of batches to skip: the stream is that of ``start = 0`` without its first ``start``
+        batches (counted over ``epochs``, so skipping past the last epoch yields nothing).
 
     Yields
     ------
@@ -188,19 +194,22 @@ def batches(
             raise ValueError(
                 f"`labels` must have one entry per example, shape ({n}, ...), got shape {labels.shape}."
             )
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
+        raise ValueError(f"`start` must be a non-negative integer (batches to skip), got {start!r}.")
     stop = n - n % batch_size if drop_remainder else n
-    return _batch_generator(images, labels, batch_size, seed, epochs, stop)
+    return _batch_generator(images, labels, batch_size, seed, epochs, stop, int(start))
 
 
-def _batch_generator(images, labels, batch_size, seed, epochs, stop):
-    epoch = 0
+def _batch_generator(images, labels, batch_size, seed, epochs, stop, skip=0):
+    per_epoch = len(range(0, stop, batch_size))
+    epoch, offset = divmod(skip, per_epoch)
     while epochs is None or epoch < epochs:
         perm = np.random.default_rng([seed, epoch]).permutation(images.shape[0])
-        for start in range(0, stop, batch_size):
+        for start in range(offset * batch_size, stop, batch_size):
             idx = perm[start : min(start + batch_size, stop)]
             x = np.asarray(images[idx], dtype=np.float32)
             yield x if labels is None else (x, labels[idx])
-        epoch += 1
+        epoch, offset = epoch + 1, 0
 
 
 def binarize(images, seed: int | None = None) -> np.ndarray:
