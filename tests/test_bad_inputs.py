@@ -34,7 +34,7 @@ T = importlib.import_module("vae_book.train")  # `vae_book.train` is the runs.tr
 from vae_book import widgets as W
 from vae_book.models.conv import ConvConfig
 from vae_book.models.mlp import MLPAutoencoder, MLPConfig, MLPVAE
-from vae_book.models.transformer import TransformerConfig
+from vae_book.models.transformer import TransformerConfig, attention_implementation
 
 NAN, INF = float("nan"), float("inf")
 KEY = jax.random.key(0)
@@ -240,6 +240,13 @@ for Config in (MLPConfig, ConvConfig, TransformerConfig):
         "-inf": lambda t, c=Config, s=side: c(image_shape=(s, s, 1), min_log_std=-INF),
         "str": lambda t, c=Config, s=side: c(image_shape=(s, s, 1), min_log_std="-5"),
         "none": lambda t, c=Config, s=side: c(image_shape=(s, s, 1), min_log_std=None)})
+for Config, sizes in ((ConvConfig, dict(channels=(8,))), (TransformerConfig, dict(patch=4))):
+    rows(Config.__name__, "dtype", {
+        "float16": lambda t, c=Config, k=sizes: c(image_shape=(8, 8, 1), dtype="float16", **k),
+        "jnp-type": lambda t, c=Config, k=sizes: c(image_shape=(8, 8, 1), dtype=jnp.bfloat16, **k),
+        "none": lambda t, c=Config, k=sizes: c(image_shape=(8, 8, 1), dtype=None, **k)})
+rows("attention_implementation", "dtype", {"unknown": lambda t: attention_implementation("bfloat17", "gpu")})
+rows("attention_implementation", "backend", {"int": lambda t: attention_implementation("bfloat16", 0)})
 rows("MLPConfig", "hidden", {"zero": lambda t: MLPConfig(hidden=0), "str": lambda t: MLPConfig(hidden="64")})
 rows("ConvConfig", "channels", {
     "empty": lambda t: ConvConfig(image_shape=(8, 8, 1), channels=()),
@@ -263,7 +270,7 @@ rows("model.encode", "x", {
     "255": lambda t: model().encode(X * 255),
     "rank-2": lambda t: model().encode(X.reshape(8, -1)),
     "image-shape": lambda t: model().encode(np.zeros((2, 5, 5, 1), np.float32)),
-    "int-dtype": lambda t: model().encode(X.astype(np.uint8))})
+    "int-dtype": lambda t: model().encode(X.astype(np.int32))})
 rows("model.decode", "z", {
     "shape": lambda t: model().decode(np.zeros((4, 3), np.float32)),
     "rank-1": lambda t: model().decode(np.zeros(2, np.float32)),
@@ -282,18 +289,22 @@ rows("LinearGaussianModel", "log_sigma", {
 # ------------------------------------------------------------------------------ data
 rows("Dataset", "train", {
     "list": lambda t: _dataset(train=[[0.0]]),
-    "uint8": lambda t: _dataset(train=np.zeros((4, 6, 6, 1), np.uint8)),
+    "int16": lambda t: _dataset(train=np.zeros((4, 6, 6, 1), np.int16)),
     "rank-3": lambda t: _dataset(train=np.zeros((4, 6, 6), np.float32)),
     "255": lambda t: _dataset(train=np.full((4, 6, 6, 1), 255.0, np.float32)),
     "nan": lambda t: _dataset(train=with_value(np.zeros((4, 6, 6, 1), np.float32), NAN))})
 rows("Dataset", "test", {
+    "float-with-uint8-train": lambda t: _dataset(train=np.zeros((4, 6, 6, 1), np.uint8)),
     "image-shape": lambda t: _dataset(test=np.zeros((2, 5, 5, 1), np.float32)),
     "negative": lambda t: _dataset(test=np.full((2, 6, 6, 1), -1.0, np.float32))})
 rows("Dataset", "train_labels", {
     "length": lambda t: _dataset(train_labels=np.zeros(3, np.int64)),
     "dtype": lambda t: _dataset(train_labels=np.zeros(4, np.float32))})
 rows("Dataset", "train_factors", {"length": lambda t: _dataset(train_factors={"hue": np.zeros(3)})})
-rows("Dataset", "value_range", {"reversed": lambda t: _dataset(value_range=(1.0, 0.0))})
+rows("Dataset", "value_range", {"reversed": lambda t: _dataset(value_range=(1.0, 0.0)),
+                                "uint8-not-unit": lambda t: _dataset(train=np.zeros((4, 6, 6, 1), np.uint8),
+                                                                     test=np.zeros((2, 6, 6, 1), np.uint8),
+                                                                     value_range=(0.0, 255.0))})
 rows("load_dataset", "name", {"unknown": lambda t: Dt.load_dataset("cifar"), "int": lambda t: Dt.load_dataset(3)})
 rows("load_dataset", "num_train", {"zero": lambda t: Dt.load_dataset("shapes", num_train=0)})
 rows("batches", "batch_size", {
@@ -325,6 +336,10 @@ rows("image_folder", "test_fraction", {"one": lambda t: _folder(t, test_fraction
                                         "negative": lambda t: _folder(t, test_fraction=-0.1),
                                         "nan": lambda t: _folder(t, test_fraction=NAN)})
 rows("image_folder", "max_images", {"zero": lambda t: _folder(t, max_images=0)})
+rows("image_folder", "cache", {"int": lambda t: _folder(t, cache=3), "empty-str": lambda t: _folder(t, cache=""),
+                               "a-file": lambda t: _folder(t, cache=_file(t)),
+                               "none": lambda t: _folder(t, cache=None)})
+rows("image_folder", "progress", {"str": lambda t: _folder(t, progress="yes")})
 
 # ------------------------------------------------------------------------------ training
 rows("fit", "learning_rate", {

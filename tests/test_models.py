@@ -301,7 +301,8 @@ def test_config_defaults_and_field_names_unchanged():
     shared = dict(decoder_log_std=None, min_log_std=-5.0)
     assert fields(MLPConfig) == dict(image_shape=(28, 28, 1), hidden=500, z_dim=20, likelihood="bernoulli", **shared)
     assert fields(ConvConfig) == dict(image_shape=(64, 64, 3), channels=(32, 64, 128, 256), z_dim=32,
-                                      likelihood="gaussian", kernel_size=4, activation="relu", **shared)
+                                      likelihood="gaussian", kernel_size=4, activation="relu", dtype="float32",
+                                      **shared)
     assert fields(TransformerConfig) == dict(image_shape=(64, 64, 3), patch=8, hidden=256, depth=4, heads=4,
                                              mlp_ratio=4, z_dim=64, likelihood="gaussian", dtype="float32", **shared)
 

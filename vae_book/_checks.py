@@ -20,6 +20,7 @@ from flax import nnx
 __all__ = [
     "check_array",
     "check_images",
+    "as_float_images",
     "check_key",
     "check_positive_int",
     "check_number",
@@ -115,13 +116,19 @@ def check_images(
     value_range: tuple[float, float] | None = (0.0, 1.0),
     batched: bool = True,
 ):
-    """Check a batch of images: rank 4 NHWC, floating, values inside ``value_range``.
+    """Check a batch of images: rank 4 NHWC, floating (or uint8), values inside ``value_range``.
 
     ``image_shape`` is ``(H, W, C)`` (entries may be ``None``). The range is checked only on concrete
     arrays, with a tolerance of 1e-6.
+
+    A ``uint8`` array is accepted too, as 8-bit images whose value ``v`` means ``v / 255``: every value
+    0..255 is in range, so its values are not read (a memory-mapped file stays on disk). It is
+    returned as it came, uint8; :func:`as_float_images` gives the float32 images in [0, 1]. Float
+    inputs are checked exactly as before.
     """
     want_rank = 4 if batched else 3
-    x = check_array(x, name, floating=True)
+    is_uint8 = getattr(x, "dtype", None) == np.uint8
+    x = check_array(x, name, floating=not is_uint8)
     if x.ndim != want_rank:
         layout = "(batch, height, width, channels)" if batched else "(height, width, channels)"
         hint = ""
@@ -137,9 +144,19 @@ def check_images(
             raise ValueError(
                 f"`{name}` must have images of shape (H, W, C) = {want}, got {_describe(x)}."
             )
-    if value_range is not None:
+    if value_range is not None and not is_uint8:
         _check_range(x, name, value_range)
     return x
+
+
+def as_float_images(x):
+    """Images as floats: a ``uint8`` array (NumPy or JAX, also traced) becomes float32 ``x / 255`` in
+    [0, 1]; any other array is returned unchanged. Shapes are kept."""
+    if getattr(x, "dtype", None) != np.uint8:
+        return x
+    if isinstance(x, np.ndarray):
+        return np.asarray(x, dtype=np.float32) / np.float32(255.0)
+    return jnp.asarray(x, dtype=jnp.float32) / jnp.float32(255.0)
 
 
 def check_key(key, name: str = "key"):

@@ -4,6 +4,9 @@ One parameterization everywhere: a diagonal Gaussian is given by its ``mean`` an
 :math:`\log\sigma` (never the log-variance :math:`\log\sigma^2`). Every function is elementwise and
 returns values in **nats**; summing over pixels or latent dimensions is the caller's job (see
 :mod:`vae_book.objectives`).
+
+Everything is computed in at least float32: a bfloat16 / float16 argument (a mixed-precision model's
+output) is cast to float32 first, so a log-density or a KL never rounds in 8 mantissa bits.
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ __all__ = [
 #: :math:`\log 2\pi`; the Gaussian log-density uses **half** of it per dimension.
 LOG_2PI = math.log(2.0 * math.pi)
 
+#: dtypes narrower than float32, cast up before any arithmetic
+_NARROW = (jnp.bfloat16, jnp.float16)
+
+
+def _f32(x):
+    """``x`` cast to float32 if its dtype is narrower (bfloat16, float16); otherwise ``x`` unchanged."""
+    return x.astype(jnp.float32) if x.dtype in _NARROW else x
+
 
 def gaussian_log_prob(x, mean, log_std):
     r"""Elementwise log-density of a Gaussian, :math:`\log \mathcal N(x;\mu,\sigma^2)`, in nats.
@@ -41,9 +52,9 @@ def gaussian_log_prob(x, mean, log_std):
     Returns:
         Array of the broadcast shape: the log-density of each element (nats).
     """
-    x = check_array(x, "x")
-    mean = check_array(mean, "mean")
-    log_std = check_array(log_std, "log_std")
+    x = _f32(check_array(x, "x"))
+    mean = _f32(check_array(mean, "mean"))
+    log_std = _f32(check_array(log_std, "log_std"))
     check_broadcastable({"x": x, "mean": mean, "log_std": log_std})
     z = (x - mean) * jnp.exp(-log_std)
     return -0.5 * LOG_2PI - log_std - 0.5 * jnp.square(z)
@@ -51,7 +62,7 @@ def gaussian_log_prob(x, mean, log_std):
 
 def standard_normal_log_prob(z):
     r"""Elementwise :math:`\log\mathcal N(z;0,1) = -\tfrac12\log2\pi - \tfrac12 z^2` (nats)."""
-    z = check_array(z, "z")
+    z = _f32(check_array(z, "z"))
     return -0.5 * LOG_2PI - 0.5 * jnp.square(z)
 
 
@@ -69,8 +80,8 @@ def bernoulli_log_prob(x, logits):
     Returns:
         Array of the broadcast shape (nats).
     """
-    x = check_array(x, "x", value_range=(0.0, 1.0))
-    logits = check_array(logits, "logits")
+    x = _f32(check_array(x, "x", value_range=(0.0, 1.0)))
+    logits = _f32(check_array(logits, "logits"))
     check_broadcastable({"x": x, "logits": logits})
     return x * logits - jax.nn.softplus(logits)
 
@@ -84,8 +95,8 @@ def kl_to_standard_normal(mean, log_std):
     (the same as :math:`\tfrac12(\sigma^2+\mu^2-1-\log\sigma^2)`: with ``log_std`` the log-variance
     is ``2 * log_std``). Sum over latent dimensions for the KL of a diagonal Gaussian.
     """
-    mean = check_array(mean, "mean")
-    log_std = check_array(log_std, "log_std")
+    mean = _f32(check_array(mean, "mean"))
+    log_std = _f32(check_array(log_std, "log_std"))
     check_broadcastable({"mean": mean, "log_std": log_std})
     return 0.5 * (jnp.exp(2.0 * log_std) + jnp.square(mean) - 1.0 - 2.0 * log_std)
 
@@ -100,10 +111,10 @@ def kl_diag_gaussians(mean_q, log_std_q, mean_p, log_std_p):
     :func:`kl_to_standard_normal`.
     """
     args = {
-        "mean_q": check_array(mean_q, "mean_q"),
-        "log_std_q": check_array(log_std_q, "log_std_q"),
-        "mean_p": check_array(mean_p, "mean_p"),
-        "log_std_p": check_array(log_std_p, "log_std_p"),
+        "mean_q": _f32(check_array(mean_q, "mean_q")),
+        "log_std_q": _f32(check_array(log_std_q, "log_std_q")),
+        "mean_p": _f32(check_array(mean_p, "mean_p")),
+        "log_std_p": _f32(check_array(log_std_p, "log_std_p")),
     }
     check_broadcastable(args)
     mean_q, log_std_q, mean_p, log_std_p = args.values()
@@ -125,8 +136,8 @@ def sample_diag_gaussian(key, mean, log_std, num_samples: int | None = None):
             stacked on a new leading axis, shape ``(K, *S)``.
     """
     key = check_key(key)
-    mean = check_array(mean, "mean")
-    log_std = check_array(log_std, "log_std")
+    mean = _f32(check_array(mean, "mean"))
+    log_std = _f32(check_array(log_std, "log_std"))
     if mean.shape != log_std.shape:
         raise ValueError(
             f"`mean` and `log_std` must have the same shape, got {tuple(mean.shape)} and {tuple(log_std.shape)}."

@@ -48,7 +48,7 @@ from flax import nnx
 from scipy import special
 
 from vae_book import latent, objectives
-from vae_book._checks import check_array, check_images, check_key, check_positive_int
+from vae_book._checks import as_float_images, check_array, check_images, check_key, check_positive_int
 from vae_book.data import batch_slices
 
 __all__ = [
@@ -91,7 +91,7 @@ def quantize(images, levels: int = 256) -> np.ndarray:
     This is what storing the images as ``log2(levels)``-bit files would do; 8-bit data is ``levels=256``.
     """
     levels = _check_levels(levels)
-    x = np.asarray(check_images(images, "images"), np.float32)
+    x = np.asarray(as_float_images(check_images(images, "images")), np.float32)
     return (np.round(x * (levels - 1)) / np.float32(levels - 1)).astype(np.float32)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from flax import nnx
 
 from vae_book import distributions as D
-from vae_book._checks import (check_array, check_callable, check_images, check_key, check_module,
+from vae_book._checks import (as_float_images, check_array, check_callable, check_images, check_key, check_module,
                               check_number, check_positive_int, is_concrete)
 
 __all__ = [
@@ -122,7 +122,7 @@ def autoencoder_loss(model, x, key=None):
     Returns ``(loss, {"loss": loss, "recon": -loss})`` in nats per image.
     """
     check_module(model)
-    x = check_images(x, "x", image_shape=getattr(getattr(model, "config", None), "image_shape", None))
+    x = as_float_images(check_images(x, "x", image_shape=getattr(getattr(model, "config", None), "image_shape", None)))
     logits = model(x)
     recon = jnp.sum(D.bernoulli_log_prob(x, logits).reshape(x.shape[0], -1), axis=-1)
     loss = -jnp.mean(recon)

@@ -14,7 +14,7 @@ import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vae_book._checks import check_array, check_callable, check_images, check_positive_int
+from vae_book._checks import as_float_images, check_array, check_callable, check_images, check_positive_int
 
 __all__ = [
     "axes_row",
@@ -36,7 +36,7 @@ def image_grid(images, ncols: int | None = None, pad: int = 1, pad_value: float 
 
     ``ncols`` defaults to ceil(sqrt(N)). Empty cells and padding are filled with ``pad_value``.
     """
-    images = np.asarray(check_images(images, "images"))
+    images = np.asarray(as_float_images(check_images(images, "images")))
     n, h, w, c = images.shape
     ncols = int(np.ceil(np.sqrt(n))) if ncols is None else check_positive_int(ncols, "ncols")
     if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
@@ -79,7 +79,7 @@ def compare_rows(rows: Mapping[str, object], ax=None, col_labels: Sequence[str] 
     """
     if not rows:
         raise ValueError("`rows` must contain at least one labelled row of images, got an empty mapping.")
-    arrays = [np.asarray(check_images(v, f"rows[{k!r}]")) for k, v in rows.items()]
+    arrays = [np.asarray(as_float_images(check_images(v, f"rows[{k!r}]"))) for k, v in rows.items()]
     n = arrays[0].shape[0]
     if any(a.shape != arrays[0].shape for a in arrays):
         shapes = {k: tuple(np.shape(v)) for k, v in rows.items()}

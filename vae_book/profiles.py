@@ -3,7 +3,8 @@
 * ``smoke`` — tests: every chapter executes in seconds; models are tiny and barely trained.
 * ``cpu``   — the default without an accelerator: the whole book builds in minutes on 2 cores.
 * ``gpu``   — the default when JAX sees a GPU/TPU: the full transformer VAE of the source
-  configuration (64x64x3, patch 8, hidden 256, depth 4, 4 heads, z_dim 64, batch 64, Adam 3e-4).
+  configuration (64x64x3, patch 8, hidden 256, depth 4, 4 heads, z_dim 64, batch 64, Adam 3e-4),
+  computed in bfloat16 with float32 parameters (the conv VAE too).
 
 The choice comes from ``jax.default_backend()`` and is overridden by the ``VAE_BOOK_PROFILE``
 environment variable. Chapters never hard-code sizes: they ask :func:`get_profile` (through
@@ -11,7 +12,9 @@ environment variable. Chapters never hard-code sizes: they ask :func:`get_profil
 
 Each model family has its own typed settings (:class:`MLPSettings`, :class:`ConvSettings`,
 :class:`TransformerSettings`): how many steps, which batch size and step size, and the sizes of its
-model. :func:`is_static` says whether the code runs inside the static-site build.
+model, and the compute dtype of the conv and transformer VAEs (``float32`` on the CPU profiles, where
+bfloat16 matrix products are slower, measured in ``tests/test_precision.py``'s docstring;
+``bfloat16`` on ``gpu``). :func:`is_static` says whether the code runs inside the static-site build.
 """
 
 from __future__ import annotations
@@ -75,16 +78,19 @@ class MLPSettings(RunSettings):
 
 @dataclass(frozen=True)
 class ConvSettings(RunSettings):
-    """The convolutional VAE: channels per resolution, code size, decoder sigma floor (log sigma)."""
+    """The convolutional VAE: channels per resolution, code size, decoder sigma floor (log sigma),
+    compute dtype (``"float32"`` or ``"bfloat16"``; parameters are float32 either way)."""
 
     channels: tuple = (32, 64, 128)
     z_dim: int = 32
     min_log_std: float = MIN_LOG_STD
+    dtype: str = "float32"
 
 
 @dataclass(frozen=True)
 class TransformerSettings(RunSettings):
-    """The transformer VAE: patch size, width, depth, heads, code size, decoder sigma floor (log sigma)."""
+    """The transformer VAE: patch size, width, depth, heads, code size, decoder sigma floor (log sigma),
+    compute dtype (``"float32"`` or ``"bfloat16"``; parameters are float32 either way)."""
 
     patch: int = 8
     hidden: int = 256
@@ -92,6 +98,7 @@ class TransformerSettings(RunSettings):
     heads: int = 4
     z_dim: int = 64
     min_log_std: float = MIN_LOG_STD
+    dtype: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -178,9 +185,10 @@ PROFILES: dict[str, Profile] = {
     "gpu": Profile(
         name="gpu",
         mlp=MLPSettings(steps=20_000, batch_size=100, learning_rate=3e-4),
-        conv=ConvSettings(steps=20_000, batch_size=64, learning_rate=3e-4, channels=(32, 64, 128, 256), z_dim=64),
+        conv=ConvSettings(steps=20_000, batch_size=64, learning_rate=3e-4, channels=(32, 64, 128, 256), z_dim=64,
+                          dtype="bfloat16"),
         transformer=TransformerSettings(steps=50_000, batch_size=64, learning_rate=3e-4, patch=8, hidden=256,
-                                        depth=4, heads=4, z_dim=64),
+                                        depth=4, heads=4, z_dim=64, dtype="bfloat16"),
         image_side=64,
         faces_from_env=True,
         shapes_train=50_000,

@@ -66,11 +66,12 @@ FAMILIES: dict[str, Family] = {
     "autoencoder": Family("autoencoder", "MLP autoencoder", MLPAutoencoder, MLPConfig, "mnist5k", None,
                           lambda s: dict(hidden=s.hidden, z_dim=s.z_dim), loss_fn=objectives.autoencoder_loss),
     "conv": Family("conv", "conv VAE", ConvVAE, ConvConfig, IMAGES, "gaussian",
-                   lambda s: dict(channels=tuple(s.channels), z_dim=s.z_dim, min_log_std=s.min_log_std),
+                   lambda s: dict(channels=tuple(s.channels), z_dim=s.z_dim, min_log_std=s.min_log_std,
+                                  dtype=s.dtype),
                    side_multiple=lambda s: 2 ** len(s.channels)),
     "transformer": Family("transformer", "transformer VAE", TransformerVAE, TransformerConfig, IMAGES, "gaussian",
                           lambda s: dict(patch=s.patch, hidden=s.hidden, depth=s.depth, heads=s.heads,
-                                         z_dim=s.z_dim, min_log_std=s.min_log_std)),
+                                         z_dim=s.z_dim, min_log_std=s.min_log_std, dtype=s.dtype)),
 }
 
 
@@ -183,10 +184,12 @@ class Run:
     family: str = ""
 
     def summary(self) -> dict:
-        """The "what was run" facts as a dict (device, profile, data set, parameters, steps, batch, time)."""
+        """The "what was run" facts as a dict (device, profile, data set, parameters, steps, batch, time;
+        the compute dtype for the conv and transformer VAEs, and the attention implementation for the
+        transformer)."""
         n_params = sum(p.size for p in jax.tree.leaves(nnx.state(self.model, nnx.Param)))
         config = getattr(self.model, "config", None)
-        return {
+        facts = {
             "model": self.name,
             "device": f"{jax.default_backend()} ({jax.devices()[0].device_kind})",
             "profile": self.profile.name,
@@ -201,6 +204,11 @@ class Run:
             "batch size": self.settings.get("batch_size"),
             "wall time": f"{self.history.seconds:.1f} s" + (" (loaded from the model cache)" if self.info.get("cached") else ""),
         }
+        if getattr(config, "dtype", None) is not None:
+            facts["precision"] = f"{config.dtype} compute, float32 parameters"
+        if isinstance(self.model, TransformerVAE):
+            facts["attention"] = f"jax.nn.dot_product_attention, implementation={self.model.attention!r}"
+        return facts
 
     def __str__(self) -> str:
         return "\n".join(f"{k:>11}: {v}" for k, v in self.summary().items())

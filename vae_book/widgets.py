@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from vae_book.profiles import is_static
-from vae_book._checks import check_images, check_positive_int
+from vae_book._checks import as_float_images, check_images, check_positive_int
 
 __all__ = [
     "MAX_EMBED_BYTES",
@@ -62,7 +62,7 @@ _MAX_SCALE = 32
 
 
 def _check_frames(frames, name: str = "frames") -> np.ndarray:
-    frames = np.asarray(check_images(frames, name), dtype=np.float32)
+    frames = np.asarray(as_float_images(check_images(frames, name)), dtype=np.float32)
     n, h, w, c = frames.shape
     if n < 1:
         raise ValueError(f"`{name}` must hold at least one frame, got an array of shape {frames.shape}.")
@@ -157,7 +157,7 @@ def png_bytes(image) -> bytes:
 
     Values are mapped to 8 bits by ``round(255 * x)``; a grey image becomes an 8-bit grey PNG.
     """
-    image = check_images(image, "image", batched=False)
+    image = as_float_images(check_images(image, "image", batched=False))
     image = np.asarray(image, dtype=np.float32)
     if image.shape[-1] not in (1, 3):
         raise ValueError(f"`image` must have 1 or 3 channels (H, W, C), got an array of shape {image.shape}.")

@@ -1,7 +1,9 @@
 """The container every loader returns, and the batching rules of the book.
 
 :class:`Dataset` holds a train / test pair of ``float32`` NHWC image arrays in ``[0, 1]`` (checked
-when it is built); :func:`batches` turns an image array into a stream of shuffled mini-batches,
+when it is built), or of ``uint8`` arrays of 8-bit images (value ``v`` meaning ``v / 255``, e.g. a
+memory-mapped cache of decoded photographs); :func:`batches` turns an image array into a stream of
+shuffled float32 mini-batches (converting uint8 batch by batch),
 :func:`batch_slices` walks one in fixed order, and :func:`binarize` turns grey levels into the binary
 data a Bernoulli likelihood is defined for.
 """
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vae_book._checks import check_array, check_positive_int
+from vae_book._checks import as_float_images, check_array, check_positive_int
 from vae_book._checks import check_seed
 
 __all__ = ["Dataset", "batch_slices", "batches", "binarize"]
@@ -29,8 +31,10 @@ class Dataset:
         Name of the data set (one of :data:`~vae_book.data.registry.DATASETS`).
     train, test : np.ndarray
         ``float32`` images in NHWC layout, shapes ``(num_train, H, W, C)`` and
-        ``(num_test, H, W, C)``, values in ``value_range`` (``[0, 1]`` for every loader here). The
-        two arrays never share an image.
+        ``(num_test, H, W, C)``, values in ``value_range`` (``[0, 1]`` for every loader here); or
+        ``uint8`` arrays (also ``np.memmap``) of 8-bit images, whose value ``v`` means ``v / 255``
+        (then ``value_range`` must be ``(0.0, 1.0)``; the values are not read, so a memory map
+        stays on disk). The two arrays never share an image.
     train_labels, test_labels : np.ndarray or None
         ``int64`` class labels of shape ``(num_train,)`` / ``(num_test,)``, or None.
     train_factors, test_factors : dict[str, np.ndarray] or None
@@ -52,22 +56,27 @@ class Dataset:
     def __post_init__(self):
         for split in ("train", "test"):
             x = getattr(self, split)
-            if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 4:
+            if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.uint8) or x.ndim != 4:
                 got = (
                     f"array of shape {x.shape} and dtype {x.dtype}"
                     if isinstance(x, np.ndarray)
                     else type(x).__name__
                 )
                 raise ValueError(
-                    f"`{split}` must be a float32 NumPy array of layout (N, H, W, C), got {got}."
+                    f"`{split}` must be a float32 (or uint8) NumPy array of layout (N, H, W, C), got {got}."
                 )
+        if (self.train.dtype == np.uint8 or self.test.dtype == np.uint8) and self.train.dtype != self.test.dtype:
+            raise ValueError(f"`test` must have the dtype of `train`, got {self.test.dtype} and {self.train.dtype}.")
         lo_hi = self.value_range
         if (not isinstance(lo_hi, tuple) or len(lo_hi) != 2
                 or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in lo_hi) or not lo_hi[0] < lo_hi[1]):
             raise ValueError(f"`value_range` must be a (low, high) tuple of finite numbers with low < high, "
                              f"got {lo_hi!r}.")
+        if self.train.dtype == np.uint8 and tuple(lo_hi) != (0.0, 1.0):
+            raise ValueError(f"`value_range` must be (0.0, 1.0) for uint8 images (v / 255), got {lo_hi!r}.")
         for split in ("train", "test"):  # the images hold what value_range says, or the loader is wrong
-            check_array(getattr(self, split), split, value_range=lo_hi)
+            if self.train.dtype != np.uint8:  # uint8: every value 0..255 means one in [0, 1]
+                check_array(getattr(self, split), split, value_range=lo_hi)
         if self.train.shape[1:] != self.test.shape[1:]:
             raise ValueError(
                 "`train` and `test` must hold images of the same (H, W, C), got "
@@ -151,6 +160,8 @@ def batches(
     ----------
     images : array of shape (N, ...)
         Usually float NHWC images in [0, 1]; any floating array with a leading example axis works.
+        A ``uint8`` array (e.g. a memory map) holds 8-bit images: each batch is converted to
+        float32 ``v / 255`` as it is drawn, so the whole array is never converted.
     batch_size : int
         Examples per batch; at most N when ``drop_remainder`` is True.
     seed : int, default 0
@@ -169,11 +180,12 @@ def batches(
     Yields
     ------
     np.ndarray or tuple
-        ``(batch_size, ...)`` float32 batches, or ``(batch, labels_batch)`` tuples.
+        ``(batch_size, ...)`` float32 batches (in [0, 1] for uint8 input), or ``(batch, labels_batch)``
+        tuples.
     """
     if not isinstance(images, np.ndarray) and (hasattr(images, "__array__") or isinstance(images, (list, tuple))):
         images = np.asarray(images)  # e.g. a JAX array: index it on the host
-    images = check_array(images, "images", floating=True)
+    images = check_array(images, "images", floating=getattr(images, "dtype", None) != np.uint8)
     if images.ndim < 1:
         raise ValueError("`images` must have a leading example axis (N, ...), got a scalar array.")
     n = int(images.shape[0])
@@ -207,7 +219,11 @@ def _batch_generator(images, labels, batch_size, seed, epochs, stop, skip=0):
         perm = np.random.default_rng([seed, epoch]).permutation(images.shape[0])
         for start in range(offset * batch_size, stop, batch_size):
             idx = perm[start : min(start + batch_size, stop)]
-            x = np.asarray(images[idx], dtype=np.float32)
+            if images.dtype == np.uint8:  # read a memory map in file order, then restore the shuffle
+                order = np.argsort(idx)
+                x = as_float_images(np.asarray(images[idx[order]])[np.argsort(order)])
+            else:
+                x = np.asarray(images[idx], dtype=np.float32)
             yield x if labels is None else (x, labels[idx])
         epoch, offset = epoch + 1, 0
 
@@ -226,7 +242,7 @@ def binarize(images, seed: int | None = None) -> np.ndarray:
     Parameters
     ----------
     images : array, any shape
-        Floating values in [0, 1].
+        Floating values in [0, 1], or ``uint8`` 8-bit values (``v / 255``).
     seed : int, optional
         Seed of ``np.random.default_rng`` for the Bernoulli draw; None thresholds instead.
 
@@ -235,7 +251,8 @@ def binarize(images, seed: int | None = None) -> np.ndarray:
     np.ndarray
         float32 array of the same shape with values in {0, 1}.
     """
-    x = check_array(np.asarray(images) if not hasattr(images, "dtype") else images, "images", floating=True)
+    x = np.asarray(images) if not hasattr(images, "dtype") else images
+    x = as_float_images(check_array(x, "images", floating=x.dtype != np.uint8))
     x = np.asarray(x, dtype=np.float32)
     if x.size:
         lo, hi = float(np.min(x)), float(np.max(x))

@@ -3,8 +3,9 @@ r"""The transformer VAE's fast block stack: ``depth`` pre-LayerNorm blocks appli
 Used by :class:`~vae_book.models.transformer.TransformerVAE` (whose module docstring describes the
 architecture); kept apart so that file reads top to bottom as the model. The speed tricks live
 here: one fused QKV projection, :func:`jax.nn.dot_product_attention` (cuDNN's fused attention on a
-GPU), parameters stacked on a leading ``depth`` axis and applied with :func:`jax.lax.scan` (traced
-and compiled once whatever the depth), rematerialisation by :data:`REMAT_POLICY`, and a last
+GPU in bfloat16 / float16, chosen in one place: :func:`attention_implementation`), parameters
+stacked on a leading ``depth`` axis and applied with :func:`jax.lax.scan` (traced and compiled once
+whatever the depth), rematerialisation by :data:`REMAT_POLICY`, and a last
 encoder block that computes only the tokens somebody reads.
 """
 
@@ -19,7 +20,36 @@ from flax import nnx
 
 from vae_book._checks import check_positive_int
 
-__all__ = ["TransformerBlock", "BlockStack", "REMAT_POLICY", "scan_blocks"]
+__all__ = ["TransformerBlock", "BlockStack", "REMAT_POLICY", "scan_blocks", "attention_implementation"]
+
+#: compute dtypes cuDNN's fused attention kernel takes (it has no float32 kernel)
+_CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
+
+
+def attention_implementation(dtype, backend: str | None = None) -> str:
+    """The ``implementation=`` the blocks pass to :func:`jax.nn.dot_product_attention`: the one place it is chosen.
+
+    ``"cudnn"`` (the fused flash-attention kernel) when ``backend`` is ``"gpu"`` / ``"cuda"`` and the
+    compute ``dtype`` is bfloat16 or float16; ``"xla"`` otherwise (CPU, TPU, or float32 anywhere:
+    cuDNN has no float32 kernel). Either way the softmax is computed in float32.
+
+    Args:
+        dtype: the compute dtype of queries, keys and values (a NumPy / JAX dtype or its name).
+        backend: ``"cpu"``, ``"gpu"``, ``"cuda"``, ``"tpu"``, ...; default :func:`jax.default_backend`.
+
+    Returns:
+        ``"cudnn"`` or ``"xla"``.
+    """
+    try:
+        dtype = jnp.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"`dtype` must be a dtype or its name (e.g. 'bfloat16'), got {dtype!r}.") from None
+    if backend is None:
+        backend = jax.default_backend()
+    if not isinstance(backend, str):
+        raise ValueError(f"`backend` must be a backend name such as 'gpu' or None, got {backend!r}.")
+    on_gpu = backend.lower() in ("gpu", "cuda")
+    return "cudnn" if on_gpu and dtype in _CUDNN_DTYPES else "xla"
 
 
 def _dense_columns(linear: nnx.Linear, x, start: int, stop: int):
@@ -34,8 +64,9 @@ class TransformerBlock(nnx.Module):
     """One pre-LayerNorm block: ``x = x + MHSA(LN(x)); x = x + MLP(LN(x))``, shape ``(B, T, hidden)`` -> same.
 
     Attention is non-causal (every token sees every token), computed by
-    :func:`jax.nn.dot_product_attention` from one fused ``Dense(hidden -> 3 hidden)`` QKV projection.
-    Matrix products run in ``dtype``; the residual stream and LayerNorm statistics stay float32.
+    :func:`jax.nn.dot_product_attention` (the implementation of :func:`attention_implementation`)
+    from one fused ``Dense(hidden -> 3 hidden)`` QKV projection. Matrix products and activations run
+    in ``dtype``; parameters, the residual stream, LayerNorm statistics and the softmax stay float32.
 
     ``block(x, num_outputs=n)`` returns only the first ``n`` tokens' outputs ``(B, n, hidden)``: all
     ``T`` tokens still provide keys and values, but queries, the projection and the MLP are computed
@@ -63,7 +94,8 @@ class TransformerBlock(nnx.Module):
             x = x[:, :num_outputs]
             q = heads(_dense_columns(self.qkv, y[:, :num_outputs], 0, d))
             k, v = map(heads, jnp.split(_dense_columns(self.qkv, y, d, 3 * d), 2, axis=-1))
-        attn = jax.nn.dot_product_attention(q, k, v).reshape(x.shape[0], x.shape[1], d)
+        impl = attention_implementation(q.dtype)
+        attn = jax.nn.dot_product_attention(q, k, v, implementation=impl).reshape(x.shape[0], x.shape[1], d)
         x = x + self.proj(attn).astype(x.dtype)
         h = self.fc2(jax.nn.gelu(self.fc1(self.norm2(x))))
         return x + h.astype(x.dtype)

@@ -32,9 +32,12 @@ import numpy as np
 from flax import nnx
 
 from vae_book import distributions as D
-from vae_book._checks import check_array, check_images, check_key, check_number, check_positive_int
+from vae_book._checks import (as_float_images, check_array, check_images, check_key, check_number,
+                              check_positive_int)
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+#: the compute dtypes a conv or transformer config may name (parameters are always float32)
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 class VAEOutput(NamedTuple):
@@ -103,6 +106,18 @@ class VAEConfig:
         """Decoder outputs per pixel: ``2C`` (Gaussian with learned sigma: mean, raw log sigma) or ``C``."""
         c = self.image_shape[2]
         return 2 * c if self.likelihood == "gaussian" and self.decoder_log_std is None else c
+
+
+def check_compute_dtype(dtype, name: str = "dtype") -> str:
+    """Return ``dtype`` if it names one of :data:`COMPUTE_DTYPES`; raise a ``ValueError`` naming ``name`` otherwise.
+
+    The compute dtype is that of the matrix products and activations; parameters, optimiser state,
+    softmax, LayerNorm statistics and the loss stay float32 whatever it is.
+    """
+    if not isinstance(dtype, str) or dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"`{name}` must be one of {COMPUTE_DTYPES} (the compute dtype; parameters stay "
+                         f"float32), got {dtype!r}.")
+    return dtype
 
 
 def set_config(module: nnx.Module, config, kind: type) -> None:
@@ -222,8 +237,9 @@ class VAE(nnx.Module):
         return self.config.likelihood
 
     def check_input(self, x: jax.Array, name: str = "x") -> jax.Array:
-        """Validate a batch of images against this model's image shape and the [0, 1] range."""
-        return check_images(x, name, image_shape=self.image_shape)
+        """Validate a batch of images against this model's image shape and the [0, 1] range; return it
+        as floats (a uint8 batch, 8-bit images, becomes float32 ``x / 255``)."""
+        return as_float_images(check_images(x, name, image_shape=self.image_shape))
 
     def check_code(self, z: jax.Array, name: str = "z") -> jax.Array:
         """Validate codes: shape (batch, z_dim)."""

@@ -20,6 +20,10 @@ mean with a fixed ``decoder_log_std``, or a Gaussian mean and a learned log sigm
 
 With the defaults (64x64x3 images, channels (32, 64, 128, 256)) the feature maps go
 64 -> 32 -> 16 -> 8 -> 4 and back.
+
+``dtype="bfloat16"`` runs the convolutions, dense layers and activations in bfloat16 with float32
+parameters; the shared heads return float32 posterior and likelihood parameters, so the loss is
+float32.
 """
 from __future__ import annotations
 
@@ -27,10 +31,12 @@ import math
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from vae_book._checks import check_positive_int
-from vae_book.models.base import VAE, VAEConfig, likelihood_stages, posterior_stages, set_config
+from vae_book.models.base import (VAE, VAEConfig, check_compute_dtype, likelihood_stages, posterior_stages,
+                                  set_config)
 
 __all__ = ["ConvConfig", "ConvVAE", "depth_to_space"]
 
@@ -54,6 +60,9 @@ class ConvConfig(VAEConfig):
         kernel_size: 3 or 4, the encoder's convolution kernel (the decoder's sub-pixel convolutions
             are always ``3x3``).
         activation: ``"relu"`` or ``"gelu"``.
+        dtype: compute dtype of the convolutions, dense layers and activations, ``"float32"`` or
+            ``"bfloat16"``. Parameters (hence the optimiser state) and the returned posterior and
+            likelihood parameters are always float32, so the loss is computed in float32.
     """
 
     image_shape: tuple[int, int, int] = (64, 64, 3)
@@ -64,6 +73,7 @@ class ConvConfig(VAEConfig):
     min_log_std: float = -5.0
     kernel_size: int = 4
     activation: str = "relu"
+    dtype: str = "float32"
 
     def __post_init__(self):
         super().__post_init__()
@@ -86,6 +96,7 @@ class ConvConfig(VAEConfig):
             raise ValueError(f"`kernel_size` must be 3 or 4, got {self.kernel_size!r}.")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"`activation` must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}.")
+        check_compute_dtype(self.dtype)
 
     @property
     def bottleneck_shape(self) -> tuple[int, int, int]:
@@ -120,25 +131,26 @@ class ConvVAE(VAE):
     def __init__(self, config: ConvConfig = ConvConfig(), *, rngs: nnx.Rngs):
         set_config(self, config, ConvConfig)
         c = config
+        dt = jnp.dtype(c.dtype)  # compute dtype; parameters stay float32 (param_dtype's default)
         k = (c.kernel_size, c.kernel_size)
         _, _, img_c = c.image_shape
         # Encoder: C -> channels[0] -> ... -> channels[-1], each stage halves the side.
         ins = (img_c, *c.channels[:-1])
         self.enc_convs = nnx.List(
             [
-                nnx.Conv(i, o, k, strides=(2, 2), padding="SAME", rngs=rngs)
+                nnx.Conv(i, o, k, strides=(2, 2), padding="SAME", dtype=dt, rngs=rngs)
                 for i, o in zip(ins, c.channels)
             ]
         )
-        self.enc_out = nnx.Linear(math.prod(c.bottleneck_shape), 2 * c.z_dim, rngs=rngs)
+        self.enc_out = nnx.Linear(math.prod(c.bottleneck_shape), 2 * c.z_dim, dtype=dt, rngs=rngs)
         # Decoder: channels[-1] -> channels[-2] -> ... -> channels[0] -> likelihood parameters, each
         # stage a sub-pixel convolution that doubles the side.
-        self.dec_in = nnx.Linear(c.z_dim, math.prod(c.bottleneck_shape), rngs=rngs)
+        self.dec_in = nnx.Linear(c.z_dim, math.prod(c.bottleneck_shape), dtype=dt, rngs=rngs)
         rev = tuple(reversed(c.channels))
         self.dec_convs = nnx.List(
-            [nnx.Conv(i, 4 * o, (3, 3), padding="SAME", rngs=rngs) for i, o in zip(rev[:-1], rev[1:])]
+            [nnx.Conv(i, 4 * o, (3, 3), padding="SAME", dtype=dt, rngs=rngs) for i, o in zip(rev[:-1], rev[1:])]
         )
-        self.dec_out = nnx.Conv(c.channels[0], 4 * c.out_channels, (3, 3), padding="SAME", rngs=rngs)
+        self.dec_out = nnx.Conv(c.channels[0], 4 * c.out_channels, (3, 3), padding="SAME", dtype=dt, rngs=rngs)
 
     def encoder_stages(self, x: jax.Array) -> dict[str, jax.Array]:
         r"""The encoder :math:`q_\phi(z\mid x)` stage by stage: images ``(B, H, W, C)`` in [0, 1] ->

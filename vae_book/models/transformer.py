@@ -29,8 +29,10 @@ The forward pass is written once, as named stages (:meth:`TransformerVAE.encoder
 :meth:`TransformerVAE.decoder_stages`); ``encode`` / ``decode`` return their last entries, and
 chapter 7 (through :mod:`vae_book.companion.inspection`) prints and plots the same arrays.
 
-``dtype="bfloat16"`` computes the matrix products in bfloat16; parameters, the residual stream,
-LayerNorm statistics and the returned likelihood parameters stay float32.
+``dtype="bfloat16"`` computes the matrix products and activations in bfloat16; parameters, the
+residual stream, the attention softmax, LayerNorm statistics and the returned posterior and
+likelihood parameters stay float32 (so the loss is float32). Attention uses cuDNN's fused kernel
+on a GPU in bfloat16 (:func:`~vae_book.models._blocks.attention_implementation`, re-exported here).
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ from flax import nnx
 
 from vae_book._checks import check_array, check_positive_int
 from vae_book.models._blocks import REMAT_POLICY, BlockStack, TransformerBlock  # noqa: F401  (re-exported)
-from vae_book.models.base import VAE, VAEConfig, likelihood_stages, posterior_stages, set_config
+from vae_book.models._blocks import attention_implementation  # noqa: F401  (re-exported)
+from vae_book.models.base import (VAE, VAEConfig, check_compute_dtype, likelihood_stages, posterior_stages,
+                                  set_config)
 
 __all__ = [
     "TransformerConfig",
@@ -56,9 +60,8 @@ __all__ = [
     "patchify",
     "unpatchify",
     "parameter_counts",
+    "attention_implementation",
 ]
-
-_DTYPES = ("float32", "bfloat16")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -179,8 +182,10 @@ class TransformerConfig(VAEConfig):
         decoder_log_std: ``None`` learns a per-pixel log sigma; a float fixes it (Gaussian only,
             ignored for Bernoulli).
         min_log_std: lower bound of a learned decoder log sigma.
-        dtype: compute dtype of the matrix products, ``"float32"`` or ``"bfloat16"``. Parameters and
-            the returned likelihood parameters are always float32.
+        dtype: compute dtype of the matrix products and activations, ``"float32"`` or
+            ``"bfloat16"``. Parameters (hence the optimiser state), the residual stream, the softmax,
+            LayerNorm statistics and the returned posterior and likelihood parameters are always
+            float32, so the loss is computed in float32.
     """
 
     image_shape: tuple[int, int, int] = (64, 64, 3)
@@ -214,8 +219,7 @@ class TransformerConfig(VAEConfig):
                 f"`hidden` must be divisible by 4 (the 2-D sine-cosine position embedding uses "
                 f"hidden / 4 frequencies for each of sin/cos of rows/columns), got hidden={self.hidden}."
             )
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"`dtype` must be one of {_DTYPES} (the compute dtype), got {self.dtype!r}.")
+        check_compute_dtype(self.dtype)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -266,6 +270,12 @@ class TransformerVAE(VAE):
         self.decoder_blocks = BlockStack(c.depth, c.hidden, c.heads, c.mlp_ratio, dt, rngs=rngs)
         self.decoder_norm = nnx.LayerNorm(c.hidden, dtype=dt, rngs=rngs)
         self.decoder_head = nnx.Linear(c.hidden, p * p * c.out_channels, dtype=dt, rngs=rngs)
+
+    @property
+    def attention(self) -> str:
+        """The attention implementation this model runs on the current backend (``"cudnn"`` or
+        ``"xla"``, see :func:`attention_implementation`)."""
+        return attention_implementation(self.config.dtype)
 
     @property
     def position_embedding(self) -> jax.Array:
