@@ -35,22 +35,23 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def profile_name() -> str:
-    """The active profile, as the library decides it (``VAE_BOOK_PROFILE`` or the JAX backend)."""
+def _library(module: str, name: str):
+    """``vae_book.<module>.<name>`` of this checkout (imported lazily: ``--help`` needs no JAX)."""
+    import importlib
+
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from vae_book.profiles import profile_name as _profile_name  # noqa: E402
+    return getattr(importlib.import_module(f"vae_book.{module}"), name)
 
-    return _profile_name()
+
+def profile_name() -> str:
+    """The active profile, as the library decides it (``VAE_BOOK_PROFILE`` or the JAX backend)."""
+    return _library("profiles", "profile_name")()
 
 
 def library_versions() -> dict[str, str]:
     """The installed versions the outputs depend on: :func:`vae_book.cache.library_versions`."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from vae_book.cache import library_versions as _versions  # noqa: E402
-
-    return _versions()
+    return _library("cache", "library_versions")()
 
 
 #: environment variables that change what a chapter computes (besides the profile)

@@ -247,3 +247,26 @@ def test_cli_after_the_chapters_reports_a_cache_hit(family, built_book):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["cached"] is True, f"`train --model {family}` retrained: {out.stdout}"
+
+
+def test_an_image_folder_is_decoded_once_then_opened_from_the_cache(tmp_path, monkeypatch):
+    from PIL import Image
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    monkeypatch.setenv("VAE_BOOK_DATA_CACHE", str(tmp_path / "cache"))
+    runs._load.cache_clear()
+    first = runs.load_data("image_folder", profile="smoke", data_path=folder)
+    stored = list((tmp_path / "cache" / "images").glob("*.npy"))
+    assert len(stored) == 1 and first.train.dtype == np.float32
+    uncached = runs.data_lib.image_folder(folder, size=runs.get_profile("smoke").image_side, progress=False)
+    np.testing.assert_array_equal(first.train, uncached.train)
+    runs._load.cache_clear()  # a new session: the memory map is opened, not the PNGs
+    monkeypatch.setattr(runs.data_lib.folder, "_decode", lambda *a, **k: pytest.fail("decoded again"))
+    again = runs.load_data("image_folder", profile="smoke", data_path=folder)
+    np.testing.assert_array_equal(again.train, first.train)
+    np.testing.assert_array_equal(again.test, first.test)
+    runs._load.cache_clear()

@@ -156,8 +156,12 @@ def load_model(model, path) -> dict:
             other parameter shapes. The message says which and what to do.
     """
     _check_model(model)
+    return _load_params(model, path, *_read_metadata(path))
+
+
+def _load_params(model, path, meta: dict, meta_path: Path) -> dict:
+    """:func:`load_model` after the metadata is read (once: :func:`restore_model` shares it)."""
     params_path, _ = checkpoint_paths(path)
-    meta, meta_path = _read_metadata(path)
     blob = params_path.read_bytes()
     if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
         raise CheckpointError(
@@ -232,7 +236,7 @@ def restore_model(path):
         raise CheckpointError(f"checkpoint metadata {meta_path} holds a config {config_cls.__name__} refuses: "
                               f"{e}") from None
     model = cls(config, rngs=nnx.Rngs(0))
-    return model, load_model(model, path)
+    return model, _load_params(model, path, meta, meta_path)
 
 
 def array_fingerprint(x) -> str:

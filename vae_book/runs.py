@@ -27,7 +27,7 @@ from flax import nnx
 
 from vae_book import data as data_lib
 from vae_book import objectives
-from vae_book._checks import check_number, check_path, check_positive_int, check_seed
+from vae_book._checks import as_float_images, check_number, check_path, check_positive_int, check_seed
 from vae_book.cache import fit_cached
 from vae_book.models.conv import ConvConfig, ConvVAE
 from vae_book.models.mlp import MLPAutoencoder, MLPConfig, MLPVAE
@@ -97,8 +97,9 @@ def _load(dataset: str, shapes_train: int, shapes_test: int, side: int, folder: 
         return data_lib.mnist5k()
     if dataset == "mnist":
         return data_lib.mnist()
-    if dataset == "image_folder":
-        return data_lib.image_folder(folder, size=side)
+    if dataset == "image_folder":  # decoded once per machine (uint8 cache), float32 in the session
+        ds = data_lib.image_folder(folder, size=side, cache=True)
+        return dataclasses.replace(ds, train=as_float_images(ds.train), test=as_float_images(ds.test))
     return data_lib.shapes(num_train=shapes_train, num_test=shapes_test, size=side)
 
 
@@ -111,7 +112,8 @@ def load_data(dataset: str = IMAGES, *, profile: Profile | str | None = None, bi
       Bernoulli likelihood is a true likelihood;
     * ``shapes``: ``profile.shapes_train`` / ``shapes_test`` images of side ``profile.image_side``;
     * ``image_folder``: the images under ``data_path`` (default ``$VAE_BOOK_DATA``) resized to
-      ``profile.image_side``;
+      ``profile.image_side``, float32 in [0, 1]; decoded once per machine into the uint8 cache of
+      :func:`vae_book.data.image_cache_dir` (later sessions and chapters open it instead of decoding);
     * ``images`` (:data:`IMAGES`): ``image_folder`` on a profile with ``faces_from_env`` when a folder
       is given, else ``shapes``.
     """
