@@ -1,9 +1,11 @@
 """scripts/build_book.py keeps the execution cache honest: outputs follow the profile and the package.
 
-Jupyter Book's own cache keys only on code cells. The build script keys it on (profile, package
-source) as well. A throwaway book — one chapter that prints the profile and a function of a small
-package of its own — is built with different profiles and package sources, and the HTML must show
-the new output each time; unchanged rebuilds, and a return to an earlier key, must reuse the cache.
+Jupyter Book's own cache keys only on code cells. The build script keys it on the profile (one cache
+per base key) and, page by page, on the package code the page imports. A throwaway book — chapters
+that print the profile and a function of a small package of its own — is built with different
+profiles and package sources, and the HTML must show the new output each time; unchanged rebuilds,
+edits of prose (also a docstring's), edits of code a page does not import, and a return to an
+earlier key, must reuse the cache.
 """
 
 from __future__ import annotations
@@ -78,16 +80,25 @@ def set_answer(root: Path, value: str):
     (root / "tinypkg" / "__init__.py").write_text(f"def answer():\n    return {value!r}\n")
 
 
-def build(root: Path, profile: str) -> tuple[dict, str, str]:
+def _build(root: Path, profile: str):
     env = {k: v for k, v in os.environ.items() if k != "VAE_BOOK_STATIC"}
     env["VAE_BOOK_PROFILE"] = profile
     proc = build_book.build(root, env=env, capture=True, package="tinypkg")
-    log = proc.stdout
-    assert proc.returncode == 0, f"the tiny book did not build:\n{log[-4000:]}"
+    assert proc.returncode == 0, f"the tiny book did not build:\n{proc.stdout[-4000:]}"
+    return proc
+
+
+def build(root: Path, profile: str) -> tuple[dict, str, str]:
+    log = _build(root, profile).stdout
     html = (root / "_build" / "html" / "ch.html").read_text()
     values = dict(re.findall(r"\b(profile|static|answer|nonce): ([^\s<]+)", html))
     assert set(values) == {"profile", "static", "answer", "nonce"}, html[-3000:]
     return values, html, log.splitlines()[0]
+
+
+def build_pages(root: Path, profile: str) -> str:
+    """Build the book at ``root``; the first line of the log (what the script decided)."""
+    return _build(root, profile).stdout.splitlines()[0]
 
 
 def test_outputs_follow_profile_and_package_and_unchanged_builds_reuse_the_cache(tmp_path):
@@ -113,7 +124,7 @@ def test_outputs_follow_profile_and_package_and_unchanged_builds_reuse_the_cache
     # the package changes: executed again, the page shows the new output
     set_answer(root, "A2")
     changed, _, log = build(root, "cpu")
-    assert "re-reading every page" in log
+    assert "re-executing the pages whose imported code changed: ch.md" in log, log
     assert (changed["profile"], changed["answer"]) == ("cpu", "A2")
     assert changed["nonce"] != cpu["nonce"]
 
@@ -124,25 +135,111 @@ def test_outputs_follow_profile_and_package_and_unchanged_builds_reuse_the_cache
     assert back == first, "returning to an earlier (profile, package) did not reuse its cache"
 
     caches = sorted(p.name for p in (root / "_build" / "exec_cache").iterdir())
-    assert len(caches) == 3 and all(c.split("-")[0] in {"smoke", "cpu"} for c in caches), caches
+    assert len(caches) == 2 and sorted(c.split("-")[0] for c in caches) == ["cpu", "smoke"], caches
 
 
-def test_source_key_covers_profile_and_every_package_file(tmp_path):
+TWO_CHAPTERS = {
+    "one": "import time\nfrom tinypkg import a\n\nprint('answer:', a.answer())\nprint('nonce:', time.time_ns())",
+    "two": "import inspect, time\nfrom tinypkg import b\n\nprint('source lines:', len(inspect.getsource(b).splitlines()))"
+           "\nprint('nonce:', time.time_ns())",
+}
+
+
+def _page(code: str) -> str:
+    head = CHAPTER.split("# Tiny chapter")[0]
+    return f"{head}# A chapter\n\n```{{code-cell}} ipython3\n{code}\n```\n"
+
+
+def _nonces(root: Path) -> dict:
+    return {name: re.search(r"nonce: (\d+)", (root / "_build" / "html" / f"{name}.html").read_text()).group(1)
+            for name in TWO_CHAPTERS}
+
+
+def test_a_page_is_re_executed_only_when_code_it_imports_changes(tmp_path):
+    """Page keys: a docstring edit re-executes nothing (unless the page reads source text), a code edit
+    re-executes the pages that import the module, and no other page."""
+    root = tmp_path / "book"
+    write_book(root)
+    (root / "_toc.yml").write_text("format: jb-book\nroot: index\nchapters:\n  - file: one\n  - file: two\n")
+    (root / "ch.md").unlink()
+    for name, code in TWO_CHAPTERS.items():
+        (root / f"{name}.md").write_text(_page(code))
+    pkg = root / "tinypkg"
+    (pkg / "__init__.py").write_text("")
+
+    def write_a(doc, value):
+        (pkg / "a.py").write_text(f'"""{doc}"""\n\n\ndef answer():\n    # a comment\n    return {value!r}\n')
+
+    def write_b(doc):
+        (pkg / "b.py").write_text(f'"""{doc}"""\n\nVALUE = 1\n')
+
+    write_a("Module a.", "A1")
+    write_b("Module b.")
+    build_pages(root, "smoke")
+    first = _nonces(root)
+    assert "answer: A1" in (root / "_build" / "html" / "one.html").read_text()
+
+    write_a("Module a, its docstring reworded.", "A1")  # prose only: nothing runs again
+    log = build_pages(root, "smoke")
+    assert "cached outputs are valid" in log, log
+    assert _nonces(root) == first
+
+    write_a("Module a, its docstring reworded.", "A2")  # code of a: page one only
+    log = build_pages(root, "smoke")
+    assert log.endswith("re-executing the pages whose imported code changed: one.md"), log
+    now = _nonces(root)
+    assert now["one"] != first["one"] and now["two"] == first["two"]
+    assert "answer: A2" in (root / "_build" / "html" / "one.html").read_text()
+
+    write_b("Module b, with a docstring\nof two lines.")  # page two prints b's source: it runs again
+    log = build_pages(root, "smoke")
+    assert log.endswith("re-executing the pages whose imported code changed: two.md"), log
+    later = _nonces(root)
+    assert later["one"] == now["one"] and later["two"] != now["two"]
+    assert "source lines: 4" in (root / "_build" / "html" / "two.html").read_text()
+
+
+def test_base_key_covers_profile_and_package_data_and_page_key_every_imported_module(tmp_path):
     (tmp_path / "pkg" / "sub").mkdir(parents=True)
     (tmp_path / "pkg" / "__init__.py").write_text("x = 1\n")
-    (tmp_path / "pkg" / "sub" / "m.py").write_text("y = 1\n")
-    k1 = build_book.source_key(tmp_path, "pkg", "smoke")
+    (tmp_path / "pkg" / "sub" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "sub" / "m.py").write_text("from pkg import other\ny = 1\n")
+    (tmp_path / "pkg" / "other.py").write_text("z = 1\n")
+    (tmp_path / "pkg" / "unused.py").write_text("w = 1\n")
+    page = tmp_path / "page.md"
+    page.write_text("```{code-cell} ipython3\n:tags: [hide-input]\nfrom pkg.sub import m\n```\n")
+    k1 = build_book.base_key(tmp_path, "pkg", "smoke")
     assert k1.startswith("smoke-")
-    assert build_book.source_key(tmp_path, "pkg", "cpu") != k1
-    (tmp_path / "pkg" / "sub" / "m.py").write_text("y = 2\n")
-    assert build_book.source_key(tmp_path, "pkg", "smoke") != k1
-    (tmp_path / "pkg" / "sub" / "m.py").write_text("y = 1\n")
-    assert build_book.source_key(tmp_path, "pkg", "smoke") == k1
+    assert build_book.base_key(tmp_path, "pkg", "cpu") != k1
+    (tmp_path / "pkg" / "table.npz").write_bytes(b"data")  # a data file of the package
+    assert build_book.base_key(tmp_path, "pkg", "smoke") != k1
+    (tmp_path / "pkg" / "table.npz").unlink()
+    assert build_book.base_key(tmp_path, "pkg", "smoke") == k1
     with pytest.raises(FileNotFoundError):
-        build_book.source_key(tmp_path, "nopkg", "smoke")
+        build_book.base_key(tmp_path, "nopkg", "smoke")
+
+    p1 = build_book.page_key(page, tmp_path, "pkg", k1)
+    assert build_book.page_key(page, tmp_path, "pkg", "other-base") != p1
+    for rel, code in [("other.py", "z = 2\n"), ("sub/m.py", "from pkg import other\ny = 2\n"), ("__init__.py", "x = 2\n")]:
+        before = (tmp_path / "pkg" / rel).read_text()
+        (tmp_path / "pkg" / rel).write_text(code)  # imported, directly or not: the key changes
+        assert build_book.page_key(page, tmp_path, "pkg", k1) != p1, rel
+        (tmp_path / "pkg" / rel).write_text(before)
+        assert build_book.page_key(page, tmp_path, "pkg", k1) == p1, rel
+    (tmp_path / "pkg" / "unused.py").write_text("w = 2\n")  # not imported: unchanged
+    (tmp_path / "pkg" / "other.py").write_text('"""A docstring."""\n# a comment\nz = 1\n')  # prose only
+    assert build_book.page_key(page, tmp_path, "pkg", k1) == p1
+    page.write_text("```{code-cell} ipython3\nimport inspect\nfrom pkg.sub import m\n```\n")
+    raw = build_book.page_key(page, tmp_path, "pkg", k1)
+    (tmp_path / "pkg" / "other.py").write_text("z = 1\n")  # a page reading source text sees the prose
+    assert build_book.page_key(page, tmp_path, "pkg", k1) != raw
+    page.write_text("```{code-cell} ipython3\n%matplotlib inline\n```\n")  # not Python: the whole package
+    whole = build_book.page_key(page, tmp_path, "pkg", k1)
+    (tmp_path / "pkg" / "unused.py").write_text("w = 3\n")
+    assert build_book.page_key(page, tmp_path, "pkg", k1) != whole
 
 
-def test_source_key_follows_the_data_folder_and_the_installed_versions(tmp_path, monkeypatch):
+def test_base_key_follows_the_data_folder_and_the_installed_versions(tmp_path, monkeypatch):
     """The execution cache must not serve outputs computed on other data or by another jax."""
     from importlib import metadata
 
@@ -152,14 +249,14 @@ def test_source_key_follows_the_data_folder_and_the_installed_versions(tmp_path,
     (tmp_path / "pkg" / "__init__.py").write_text("x = 1\n")
     monkeypatch.delenv("VAE_BOOK_DATA", raising=False)
     cache.library_versions.cache_clear()
-    base = build_book.source_key(tmp_path, "pkg", "gpu")
+    base = build_book.base_key(tmp_path, "pkg", "gpu")
     monkeypatch.setenv("VAE_BOOK_DATA", str(tmp_path / "faces"))
-    with_data = build_book.source_key(tmp_path, "pkg", "gpu")
+    with_data = build_book.base_key(tmp_path, "pkg", "gpu")
     assert with_data != base
     monkeypatch.setenv("VAE_BOOK_DATA", str(tmp_path / "other-faces"))
-    assert build_book.source_key(tmp_path, "pkg", "gpu") not in (base, with_data)
+    assert build_book.base_key(tmp_path, "pkg", "gpu") not in (base, with_data)
     monkeypatch.delenv("VAE_BOOK_DATA")
-    assert build_book.source_key(tmp_path, "pkg", "gpu") == base
+    assert build_book.base_key(tmp_path, "pkg", "gpu") == base
 
     real = metadata.version
 
@@ -170,10 +267,10 @@ def test_source_key_follows_the_data_folder_and_the_installed_versions(tmp_path,
     cache.library_versions.cache_clear()
     try:
         assert cache.library_versions()["jaxlib"] == "99.0.0"
-        assert build_book.source_key(tmp_path, "pkg", "gpu") != base
+        assert build_book.base_key(tmp_path, "pkg", "gpu") != base
         upgraded_fingerprint = cache.training_fingerprint()
     finally:
         monkeypatch.setattr(cache.metadata, "version", real)
         cache.library_versions.cache_clear()
     assert cache.training_fingerprint() != upgraded_fingerprint  # the trained-model cache follows it too
-    assert build_book.source_key(tmp_path, "pkg", "gpu") == base
+    assert build_book.base_key(tmp_path, "pkg", "gpu") == base

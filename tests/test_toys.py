@@ -187,3 +187,39 @@ def test_prior_mc_study_shapes_and_trend():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_plot_generator_draws_codes_their_means_on_the_curve_and_noise_of_sigma():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle, ConnectionPatch
+
+    sigma = 0.2
+    axes = toys.plot_generator(num_codes=5, num_noise=2000, noise_std=sigma, seed=1)
+    a1, a2, a3 = axes
+    z = a1.collections[0].get_offsets()[:, 0]
+    assert len(z) == 5 and np.allclose(a1.collections[0].get_offsets()[:, 1], 0)
+    means = np.asarray(a2.collections[0].get_offsets())
+    np.testing.assert_allclose(means, np.stack([2 * np.sin(1.2 * z), 0.8 * z], 1), atol=1e-5)  # f of (ch01-curve)
+    clouds = [np.asarray(c.get_offsets()) for c in a3.collections[:5]]
+    for cloud, centre in zip(clouds, means):
+        assert cloud.shape == (2000, 2)
+        assert np.all(np.abs(cloud.mean(0) - centre) < 4 * sigma / np.sqrt(2000))
+        assert np.all(np.abs(cloud.std(0) / sigma - 1) < 0.06)
+    circles = [p for p in a3.patches if isinstance(p, Circle)]
+    assert len(circles) == 5 and all(np.isclose(c.get_radius(), 2 * sigma) for c in circles)
+    links = [a for a in a1.figure.artists if isinstance(a, ConnectionPatch)]
+    assert len(links) == 5
+    for ax in axes:
+        assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+    plt.close("all")
+    with pytest.raises(ValueError, match="`noise_std` must be a positive number"):
+        toys.plot_generator(noise_std=0.0)
+    with pytest.raises(ValueError, match="`num_codes`"):
+        toys.plot_generator(num_codes=0)
+    _, two = plt.subplots(1, 2)
+    with pytest.raises(ValueError, match="`axes` must be three Axes, got 2"):
+        toys.plot_generator(two)
+    plt.close("all")

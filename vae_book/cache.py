@@ -54,6 +54,7 @@ __all__ = [
     "TRAINING_ROOTS",
     "cache_dir",
     "training_modules",
+    "imported_names",
     "training_fingerprint",
     "array_fingerprint",
     "fit_cached",
@@ -93,10 +94,24 @@ def _module_file(root: Path, module: str) -> Path | None:
     return None
 
 
-def _imported_modules(path: Path, module: str, is_package: bool) -> set[str]:
-    """The ``vae_book`` modules that the file ``path`` (module ``module``) can import, anywhere in it."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    package = module if is_package else module.rpartition(".")[0]
+def _imported_modules(path: Path, module: str, is_package: bool, top: str = _PACKAGE) -> set[str]:
+    """The modules of the package ``top`` that the file ``path`` (module ``module``) can import, anywhere in it."""
+    return set(_imports_of_source(path.read_text(), str(path), module, is_package, top))
+
+
+@functools.lru_cache(maxsize=1024)
+def _imports_of_source(source: str, filename: str, module: str, is_package: bool, top: str) -> frozenset:
+    """:func:`imported_names` of one file's text, parsed once per distinct text."""
+    tree = ast.parse(source, filename=filename)
+    return frozenset(imported_names(tree, module if is_package else module.rpartition(".")[0], top))
+
+
+def imported_names(tree: ast.AST, package: str, top: str = _PACKAGE) -> set[str]:
+    """The names in package ``top`` that the ``import`` statements anywhere in ``tree`` import.
+
+    ``package`` is the package that relative imports start from (``""`` for code outside one, e.g.
+    a notebook cell). ``from top import a`` counts both ``top`` and ``top.a`` (a may be a submodule).
+    """
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -111,7 +126,7 @@ def _imported_modules(path: Path, module: str, is_package: bool) -> set[str]:
             found.add(target)
             # `from vae_book import objectives` imports the submodule objectives
             found.update(f"{target}.{alias.name}" for alias in node.names)
-    return {m for m in found if m == _PACKAGE or m.startswith(_PACKAGE + ".")}
+    return {m for m in found if m == top or m.startswith(top + ".")}
 
 
 def training_modules(roots=TRAINING_ROOTS, package_dir: str | Path | None = None) -> list[str]:
@@ -119,9 +134,11 @@ def training_modules(roots=TRAINING_ROOTS, package_dir: str | Path | None = None
 
     Follows every ``import`` statement of the package's own modules (also those inside functions),
     and counts each module's parent packages (importing ``vae_book.models.mlp`` runs
-    ``vae_book/__init__.py`` and ``vae_book/models/__init__.py``).
+    ``vae_book/__init__.py`` and ``vae_book/models/__init__.py``). With ``package_dir``, the package
+    is the one in that folder, named by the folder (the book's build uses it for each chapter).
     """
     root = Path(package_dir) if package_dir is not None else Path(__file__).resolve().parent
+    top = root.name
     seen: dict[str, Path] = {}
     todo = list(roots)
     while todo:
@@ -135,7 +152,7 @@ def training_modules(roots=TRAINING_ROOTS, package_dir: str | Path | None = None
         if path is None:  # a name imported from a module, not a module
             continue
         seen[name] = path
-        todo.extend(_imported_modules(path, name, path.name == "__init__.py") - set(seen))
+        todo.extend(_imported_modules(path, name, path.name == "__init__.py", top) - set(seen))
     return sorted(str(p.relative_to(root)) for p in seen.values())
 
 

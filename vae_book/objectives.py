@@ -167,7 +167,7 @@ def iwae_bound(model, x, key, num_samples: int, *, chunk_size: int = 64):
     r"""Importance-weighted bound (Burda et al. 2016), per example, in nats.
 
     .. math::
-        \mathcal L_K(x) = \log \frac1K \sum_{k=1}^K \frac{p(x\mid z_k)\,p(z)}{q(z_k\mid x)}
+        \mathcal L_K(x) = \log \frac1K \sum_{k=1}^K \frac{p(x\mid z_k)\,p(z_k)}{q(z_k\mid x)}
         \;\le\; \log p(x), \qquad z_k\sim q(z\mid x),
 
     computed with a stable log-sum-exp. :math:`\mathbb E[\mathcal L_K]` is non-decreasing in ``K`` and

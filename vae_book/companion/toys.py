@@ -39,6 +39,7 @@ __all__ = [
     "prior_chi2",
     "prior_mc_study",
     "plot_prior_mc_study",
+    "plot_generator",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -324,3 +325,64 @@ def plot_prior_mc_study(study: dict, axes=None):
     ax.legend(loc="lower left")
     fig.tight_layout()
     return fig
+
+
+def plot_generator(axes=None, *, num_codes: int = 7, num_noise: int = 60, noise_std: float = CURVE_NOISE_STD,
+                   seed: int = 4) -> np.ndarray:
+    r"""Draw the noise-conditioned generator :math:`x = f(z) + \sigma\varepsilon` of the curve model, step by step.
+
+    Three panels: (1) ``num_codes`` codes :math:`z_i \sim \mathcal N(0, 1)` on the prior's density;
+    (2) their decoder means :math:`f(z_i)` (:func:`curve_mean`) on the curve traced by :math:`f`;
+    (3) ``num_noise`` draws :math:`x = f(z_i) + \sigma\varepsilon`, :math:`\varepsilon\sim\mathcal N(0, I)`,
+    around each mean, with the circle of radius :math:`2\sigma`. A line joins each code to its mean
+    (the decoder's work); one colour per code.
+
+    Args:
+        axes: three Axes in a row, or None for a new figure.
+        num_codes: codes drawn. num_noise: noise draws per code. noise_std: :math:`\sigma`.
+        seed: seed of ``np.random.default_rng`` for the codes and the noise.
+
+    Returns:
+        The three Axes.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle, ConnectionPatch
+
+    num_codes = check_positive_int(num_codes, "num_codes")
+    num_noise = check_positive_int(num_noise, "num_noise")
+    if not (isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and noise_std > 0):
+        raise ValueError(f"`noise_std` must be a positive number, got {noise_std!r}.")
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1.1, 1, 1]})
+    axes = np.asarray(axes).ravel()
+    if axes.shape != (3,):
+        raise ValueError(f"`axes` must be three Axes, got {axes.shape[0]}.")
+    rng = np.random.default_rng(seed)
+    z = np.sort(rng.standard_normal(num_codes))
+    centres = np.asarray(curve_mean(jnp.asarray(z, jnp.float32)), np.float64)
+    x = centres[:, None, :] + noise_std * rng.standard_normal((num_codes, num_noise, 2))
+    colours = plt.get_cmap("coolwarm")((np.clip(z, -2.5, 2.5) + 2.5) / 5.0)
+    grid = np.linspace(-3.2, 3.2, 300)
+    curve = np.asarray(curve_mean(jnp.asarray(grid, jnp.float32)))
+    a1, a2, a3 = axes
+    a1.plot(grid, np.exp(-0.5 * grid**2) / math.sqrt(2 * math.pi), "k-", lw=1.2)
+    a1.scatter(z, np.zeros_like(z), c=colours, s=60, zorder=3, edgecolors="k", linewidths=0.5)
+    a1.set(xlabel="code $z$", ylabel="prior density $p(z)$", title="1. draw a code $z \\sim \\mathcal{N}(0, 1)$",
+           ylim=(-0.03, 0.45))
+    for ax in (a2, a3):
+        ax.plot(curve[:, 0], curve[:, 1], "-", color="0.6", lw=1, label="$f(z)$, $|z| \\leq 3.2$")
+        ax.set(xlabel="$x_1$", ylabel="$x_2$", aspect="equal", xlim=(-2.7, 2.7), ylim=(-2.7, 2.7))
+    a2.scatter(centres[:, 0], centres[:, 1], c=colours, s=60, zorder=3, edgecolors="k", linewidths=0.5)
+    a2.set_title("2. decode: the mean $f(z)$")
+    for i in range(num_codes):
+        a3.scatter(x[i, :, 0], x[i, :, 1], color=colours[i], s=5, alpha=0.8)
+        a3.add_patch(Circle(centres[i], 2 * noise_std, fill=False, color=colours[i], lw=1))
+    a3.scatter(centres[:, 0], centres[:, 1], c="k", marker="+", s=30, zorder=3, label="$f(z_i)$")
+    a3.set_title(f"3. add noise: $x = f(z) + \\sigma\\varepsilon$, $\\sigma = {noise_std:g}$")
+    a2.legend(loc="upper left", fontsize=8)
+    a3.legend(loc="upper left", fontsize=8)
+    fig = a1.figure
+    for i in range(num_codes):
+        fig.add_artist(ConnectionPatch((z[i], 0.0), centres[i], "data", "data", axesA=a1, axesB=a2,
+                                       color=colours[i], lw=0.9, alpha=0.6, arrowstyle="->"))
+    return axes
