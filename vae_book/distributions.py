@@ -76,7 +76,8 @@ def bernoulli_log_prob(x: ArrayLike, logits: ArrayLike) -> jax.Array:
 
     Args:
         x: targets in [0, 1] (checked when concrete: values outside, or NaN, raise a ``ValueError``).
-            Grey levels are valid input, see above. logits: :math:`\ell = \log\frac{p}{1-p}`, broadcast-compatible with ``x``.
+            Grey levels are valid input, see above. logits: :math:`\ell = \log\frac{p}{1-p}`, broadcast-compatible
+            with ``x``.
 
     Returns:
         Array of the broadcast shape (nats).

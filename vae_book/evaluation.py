@@ -136,7 +136,9 @@ def discretized_gaussian_log_prob(x: ArrayLike, mean: ArrayLike, log_std: ArrayL
                                   levels: int = 256) -> jax.Array:
     r"""Elementwise log-probability of the bin :math:`[x-\Delta/2,\,x+\Delta/2]` under :math:`\mathcal N(\mu,\sigma^2)`.
 
-    .. math:: \log\big(\Phi(b) - \Phi(a)\big),\quad a = \frac{x - \Delta/2 - \mu}{\sigma},\ b = \frac{x + \Delta/2 - \mu}{\sigma},
+    .. math::
+        \log\big(\Phi(b) - \Phi(a)\big),\quad a = \frac{x - \Delta/2 - \mu}{\sigma},
+        \ b = \frac{x + \Delta/2 - \mu}{\sigma},
 
     with :math:`\Delta = 1/(L-1)`, computed stably on the side of the mean where the tail is small.
     This is the exact probability that :func:`bits_per_dim` approximates by density times width.
@@ -378,7 +380,8 @@ class Evaluation:
 def evaluate(model: nnx.Module, images: ArrayLike, key: jax.Array, *, name: str, dataset: str, num_samples: int,
              repeats: int = 3, levels: int | None = None, chunk_size: int = 64, batch_size: int = 100,
              estimates: ArrayLike | None = None) -> Evaluation:
-    r"""Evaluate one VAE on held-out ``images``: ELBO, importance-weighted :math:`\log p(x)`, rate, distortion, active units.
+    r"""Evaluate one VAE on held-out ``images``: ELBO, importance-weighted :math:`\log p(x)`, rate, distortion,
+    active units.
 
     The importance-weighted estimate :math:`\log\frac1K\sum_k w_k` with ``K = num_samples`` is drawn
     ``repeats`` times (independent samples); the held-out average of each draw is one estimate, and

@@ -216,7 +216,8 @@ def _check_gaussian_params(mean, log_std):
 
 def pathwise_grad(f: Callable[[jax.Array], jax.Array], key: jax.Array, mean: ArrayLike, log_std: ArrayLike,
                   num_samples: int, *, per_sample: bool = False) -> tuple[jax.Array, jax.Array]:
-    r"""Pathwise (reparameterization) estimate of :math:`\nabla_{\mu,\log\sigma}\,\mathbb E_{z\sim\mathcal N(\mu,\sigma^2)}[f(z)]`.
+    r"""Pathwise (reparameterization) estimate of
+    :math:`\nabla_{\mu,\log\sigma}\,\mathbb E_{z\sim\mathcal N(\mu,\sigma^2)}[f(z)]`.
 
     With :math:`z=\mu+\sigma\varepsilon`: :math:`\nabla_\mu f(z) = f'(z)` and
     :math:`\nabla_{\log\sigma} f(z) = f'(z)\,\sigma\varepsilon`. Needs a differentiable ``f``.
@@ -245,7 +246,8 @@ def pathwise_grad(f: Callable[[jax.Array], jax.Array], key: jax.Array, mean: Arr
 def score_function_grad(f: Callable[[jax.Array], jax.Array], key: jax.Array, mean: ArrayLike,
                         log_std: ArrayLike, num_samples: int, *, baseline: float = 0.0,
                         per_sample: bool = False) -> tuple[jax.Array, jax.Array]:
-    r"""Score-function (REINFORCE) estimate of :math:`\nabla_{\mu,\log\sigma}\,\mathbb E_{z\sim\mathcal N(\mu,\sigma^2)}[f(z)]`.
+    r"""Score-function (REINFORCE) estimate of
+    :math:`\nabla_{\mu,\log\sigma}\,\mathbb E_{z\sim\mathcal N(\mu,\sigma^2)}[f(z)]`.
 
     .. math::
         \nabla \mathbb E_q[f(z)] = \mathbb E_q\big[(f(z) - b)\,\nabla\log q(z)\big],\quad

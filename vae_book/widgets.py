@@ -262,7 +262,8 @@ def explorer_html(frames: ArrayLike, values: Sequence[float | str] | np.ndarray 
         'style="display:inline-block;margin:0.5em 0;padding:0.5em;border:1px solid #ccc;border-radius:4px;">',
     ]
     if title:
-        parts.append(f'<div class="vae-book-explorer-title" style="font-weight:600;margin-bottom:0.3em;">{esc(title)}</div>')
+        parts.append(f'<div class="vae-book-explorer-title" style="font-weight:600;margin-bottom:0.3em;">'
+                     f'{esc(title)}</div>')
     parts.append(
         f'<img id="{iid}" src="{uris[start]}" width="{w * scale}" height="{h * scale}" alt="{esc(alt)}" '
         f'style="display:block;width:{w * scale}px;height:{h * scale}px;max-width:none;'
@@ -295,7 +296,7 @@ class Explorer:
         frame_shape: ``(H, W, C)`` of each frame.
     """
 
-    def __init__(self, html: str, num_frames: int, frame_shape: tuple[int, int, int]):
+    def __init__(self, html: str, num_frames: int, frame_shape: tuple[int, int, int]) -> None:
         self.html = html
         self.num_frames = num_frames
         self.frame_shape = tuple(frame_shape)

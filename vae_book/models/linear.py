@@ -130,8 +130,10 @@ class LinearGaussianModel(nnx.Module):
         W = self.W[...]
         return jnp.eye(self.z_dim) + W.T @ W / jnp.exp(2 * self.log_sigma[...])
 
-    def expected_log_likelihood(self, x: ArrayLike, mean: ArrayLike | None = None, log_std: ArrayLike | None = None) -> jax.Array:
-        r"""Closed-form :math:`\mathbb E_{q}[\log p(x\mid z)]` for :math:`q=\mathcal N(m,\operatorname{diag}e^{2s})`: (batch,) nats.
+    def expected_log_likelihood(self, x: ArrayLike, mean: ArrayLike | None = None,
+                                log_std: ArrayLike | None = None) -> jax.Array:
+        r"""Closed-form :math:`\mathbb E_{q}[\log p(x\mid z)]` for :math:`q=\mathcal N(m,\operatorname{diag}e^{2s})`:
+        (batch,) nats.
 
         .. math::
             -\tfrac D2\log 2\pi - D\log\sigma
@@ -159,8 +161,10 @@ class LinearGaussianModel(nnx.Module):
         kl = jnp.sum(D.kl_to_standard_normal(mean, log_std), axis=-1)
         return recon, kl, recon - kl
 
-    def kl_to_posterior(self, x: ArrayLike, mean: ArrayLike | None = None, log_std: ArrayLike | None = None) -> jax.Array:
-        r""":math:`\mathrm{KL}\big(q(z\mid x)\,\|\,p(z\mid x)\big)` from a diagonal q to the exact (full-covariance) posterior: (batch,) nats.
+    def kl_to_posterior(self, x: ArrayLike, mean: ArrayLike | None = None,
+                        log_std: ArrayLike | None = None) -> jax.Array:
+        r""":math:`\mathrm{KL}\big(q(z\mid x)\,\|\,p(z\mid x)\big)` from a diagonal q to the exact (full-covariance)
+        posterior: (batch,) nats.
 
         With posterior mean :math:`\mu_x`, precision :math:`\Lambda` and :math:`q=\mathcal N(m, S)`,
         :math:`S=\operatorname{diag}e^{2s}`:
