@@ -61,7 +61,8 @@ def _build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a VAE and save its parameters and history")
     t.add_argument("--model", choices=tuple(FAMILIES), default="mlp")
     t.add_argument("--dataset", default=None, choices=tuple(DATASETS),
-                   help=f"one of {', '.join(DATASETS)}; default: the model's (mnist5k for mlp/autoencoder, the profile's images otherwise)")
+                   help=f"one of {', '.join(DATASETS)}; default: the model's (mnist5k for mlp/autoencoder, "
+                        f"the profile's images otherwise)")
     t.add_argument("--data-path", help="folder of images for --dataset image_folder (or set VAE_BOOK_DATA)")
     t.add_argument("--profile", choices=sorted(PROFILES),
                    help="default: from the backend / VAE_BOOK_PROFILE")
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     final = run.history.last("eval")
     print(json.dumps({"checkpoint": run.info.get("path"), "cached": run.info.get("cached"),
-                      "params": int(sum(p.size for p in jax.tree.leaves(nnx.state(run.model, nnx.Param)))), "seconds": round(run.history.seconds, 1),
+                      "params": int(sum(p.size for p in jax.tree.leaves(nnx.state(run.model, nnx.Param)))),
+                      "seconds": round(run.history.seconds, 1),
                       "eval": {k: round(v, 4) for k, v in final.items()}}, indent=1))
     return 0
 

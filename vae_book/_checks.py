@@ -9,8 +9,9 @@ and only shapes and dtypes are checked.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 
-def is_concrete(x) -> bool:
+def is_concrete(x: object) -> bool:
     """True if ``x`` holds values (a NumPy/JAX array outside a trace), False for a tracer."""
     return not isinstance(x, jax.core.Tracer)
 
@@ -47,7 +48,7 @@ def _describe(x) -> str:
 
 
 def check_array(
-    x,
+    x: object,
     name: str,
     *,
     ndim: int | Sequence[int] | None = None,
@@ -55,7 +56,7 @@ def check_array(
     floating: bool = True,
     finite: bool = False,
     value_range: tuple[float, float] | None = None,
-):
+) -> jax.Array | np.ndarray:
     """Return ``x`` as an array after checking rank, shape and dtype.
 
     ``shape`` may hold ``None`` for "any size" along an axis. ``floating`` requires a floating dtype
@@ -109,13 +110,13 @@ def _check_range(x, name: str, value_range: tuple[float, float]) -> None:
 
 
 def check_images(
-    x,
+    x: object,
     name: str = "x",
     *,
     image_shape: Sequence[int | None] | None = None,
     value_range: tuple[float, float] | None = (0.0, 1.0),
     batched: bool = True,
-):
+) -> jax.Array | np.ndarray:
     """Check a batch of images: rank 4 NHWC, floating (or uint8), values inside ``value_range``.
 
     ``image_shape`` is ``(H, W, C)`` (entries may be ``None``). The range is checked only on concrete
@@ -149,7 +150,7 @@ def check_images(
     return x
 
 
-def as_float_images(x):
+def as_float_images(x: jax.Array | np.ndarray) -> jax.Array | np.ndarray:
     """Images as floats: a ``uint8`` array (NumPy or JAX, also traced) becomes float32 ``x / 255`` in
     [0, 1]; any other array is returned unchanged. Shapes are kept."""
     if getattr(x, "dtype", None) != np.uint8:
@@ -159,7 +160,7 @@ def as_float_images(x):
     return jnp.asarray(x, dtype=jnp.float32) / jnp.float32(255.0)
 
 
-def check_key(key, name: str = "key"):
+def check_key(key: object, name: str = "key") -> jax.Array:
     """Check that ``key`` is a JAX PRNG key (new-style typed key or legacy uint32[2])."""
     if not hasattr(key, "dtype"):
         raise ValueError(
@@ -174,7 +175,7 @@ def check_key(key, name: str = "key"):
     )
 
 
-def check_positive_int(n, name: str, *, allow_none: bool = False):
+def check_positive_int(n: object, name: str, *, allow_none: bool = False) -> int | None:
     """Check that ``n`` is a positive Python/NumPy integer (or None if allowed)."""
     if n is None and allow_none:
         return None
@@ -183,7 +184,7 @@ def check_positive_int(n, name: str, *, allow_none: bool = False):
     return int(n)
 
 
-def check_number(x, name: str, *, minimum: float | None = None, strict: bool = False,
+def check_number(x: object, name: str, *, minimum: float | None = None, strict: bool = False,
                  below: float | None = None, allow_none: bool = False) -> float | None:
     """Check that ``x`` is a finite real number (Python, NumPy or 0-d JAX), ``>= minimum`` (``>`` if
     ``strict``) and ``< below``; return it as a Python float (``None`` passes when ``allow_none``)."""
@@ -207,14 +208,14 @@ def check_number(x, name: str, *, minimum: float | None = None, strict: bool = F
     return value
 
 
-def check_callable(f, name: str):
+def check_callable(f: object, name: str) -> Callable[..., Any]:
     """Check that ``f`` is callable (a function, a bound method, a ``functools.partial``)."""
     if not callable(f):
         raise ValueError(f"`{name}` must be a function, got {_describe(f)}.")
     return f
 
 
-def check_module(model, name: str = "model", *, methods: Sequence[str] = ()):
+def check_module(model: object, name: str = "model", *, methods: Sequence[str] = ()) -> nnx.Module:
     """Check that ``model`` is a Flax NNX module with the methods ``methods`` (e.g. ``("encode",)``)."""
 
     missing = [m for m in methods if not callable(getattr(model, m, None))]
@@ -224,7 +225,7 @@ def check_module(model, name: str = "model", *, methods: Sequence[str] = ()):
     return model
 
 
-def check_path(path, name: str = "path"):
+def check_path(path: object, name: str = "path") -> Path:
     """Check that ``path`` is a non-empty ``str`` or ``os.PathLike``; return it as a ``Path``."""
 
     if not isinstance(path, (str, os.PathLike)) or not str(path):
@@ -232,7 +233,7 @@ def check_path(path, name: str = "path"):
     return Path(path)
 
 
-def check_broadcastable(names_and_arrays: dict[str, object]):
+def check_broadcastable(names_and_arrays: dict[str, object]) -> tuple[int, ...]:
     """Check that the arrays broadcast together; name them all in the error if they do not."""
     shapes = {k: tuple(getattr(v, "shape", ())) for k, v in names_and_arrays.items()}
     try:
@@ -242,7 +243,7 @@ def check_broadcastable(names_and_arrays: dict[str, object]):
         raise ValueError(f"these arguments must have broadcast-compatible shapes, got {desc}.") from None
 
 
-def check_seed(seed, name: str = "seed") -> int:
+def check_seed(seed: object, name: str = "seed") -> int:
     """``seed`` as an ``int``; a ``ValueError`` naming ``name`` unless it is a non-negative integer.
 
     Booleans are refused (``True`` is an ``int`` to Python, but never a meant seed).

@@ -10,8 +10,9 @@ is.
 
 Writes are atomic (:mod:`vae_book.checkpoints`) and done under a lock on the entry
 (:mod:`filelock`), so two processes asking for the same model train it once: the second waits, then
-loads. An entry is used only if its stored key and settings are the ones asked for. A stale, corrupt or mismatched entry is named in a warning
-and the model is retrained **from its initial parameters**, never from what a failed load left in it.
+loads. An entry is used only if its stored key and settings are the ones asked for. A stale, corrupt or
+mismatched entry is named in a warning and the model is retrained **from its initial parameters**, never
+from what a failed load left in it.
 
 A run in progress writes a training checkpoint next to its entry (``<entry>.train``, see
 :func:`vae_book.train.fit`), so a cached run that was interrupted (Ctrl-C, a killed kernel, a lost
@@ -29,12 +30,15 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import filelock
 import jax
 from flax import nnx
+from jax.typing import ArrayLike
 
 from vae_book import __version__
 from vae_book._checks import check_images, check_path
@@ -129,7 +133,7 @@ def imported_names(tree: ast.AST, package: str, top: str = _PACKAGE) -> set[str]
     return {m for m in found if m == top or m.startswith(top + ".")}
 
 
-def training_modules(roots=TRAINING_ROOTS, package_dir: str | Path | None = None) -> list[str]:
+def training_modules(roots: Iterable[str] = TRAINING_ROOTS, package_dir: str | Path | None = None) -> list[str]:
     """Paths (relative to the package folder) of every module that importing ``roots`` can execute.
 
     Follows every ``import`` statement of the package's own modules (also those inside functions),
@@ -241,7 +245,8 @@ def _load_entry(model, path: Path, key: str, parts: dict) -> History:
         raise CheckpointError(f"its metadata has no valid training history ({type(e).__name__}: {e}).") from None
 
 
-def fit_cached(model, train_images, *, cache: bool | str | Path = True, tag: str = "", **fit_kwargs):
+def fit_cached(model: nnx.Module, train_images: ArrayLike, *, cache: bool | str | os.PathLike = True, tag: str = "",
+               **fit_kwargs: Any) -> tuple[History, dict[str, Any]]:
     """Train ``model`` with :func:`vae_book.train.fit`, or load the parameters of an identical earlier run.
 
     The key hashes the model config, its initial parameters, the training and evaluation images,

@@ -25,10 +25,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
 from flax import nnx, serialization
+from jax.typing import ArrayLike
 
 from vae_book._checks import check_module, check_path
 from vae_book.models import ConvConfig, ConvVAE, MLPAutoencoder, MLPConfig, MLPVAE, TransformerConfig, TransformerVAE
@@ -57,7 +59,7 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, corrupt, or written for another model."""
 
 
-def checkpoint_paths(path) -> tuple[Path, Path]:
+def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     """``(<path>.msgpack, <path>.json)``; a ``path`` already ending in one of those suffixes is stripped."""
     path = check_path(path, "path")
     if path.suffix in (".msgpack", ".json"):
@@ -87,7 +89,7 @@ def _atomic_write(path: Path, data: bytes):
         raise
 
 
-def json_default(o):
+def json_default(o: object) -> int | float | list[Any]:
     """``json.dumps`` hook: NumPy scalars become numbers, tuples and sets lists; anything else is refused."""
     if isinstance(o, (np.integer, np.floating)):
         return o.item()
@@ -96,7 +98,7 @@ def json_default(o):
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
-def model_config(model) -> dict:
+def model_config(model: nnx.Module) -> dict:
     """The model's config as stored in a checkpoint (a JSON-normalised dict; tuples become lists)."""
     config = getattr(model, "config", None)
     d = config_dict(config) if config is not None else {"kind": type(model).__name__}
@@ -109,7 +111,7 @@ def _check_model(model):
         raise ValueError(f"`model` must be an nnx.Module with parameters, got a {type(model).__name__} with none.")
 
 
-def save_model(model, path, metadata: dict | None = None) -> Path:
+def save_model(model: nnx.Module, path: str | os.PathLike, metadata: dict | None = None) -> Path:
     """Write ``model``'s parameters to ``<path>.msgpack`` and metadata to ``<path>.json``, atomically.
 
     Returns the path of the parameter file. ``metadata`` must be a JSON-serialisable dict whose keys
@@ -147,7 +149,7 @@ def save_model(model, path, metadata: dict | None = None) -> Path:
     return params_path
 
 
-def load_model(model, path) -> dict:
+def load_model(model: nnx.Module, path: str | os.PathLike) -> dict:
     """Restore parameters saved by :func:`save_model` into ``model`` (in place); return the metadata.
 
     Raises:
@@ -203,7 +205,9 @@ def _read_metadata(path) -> tuple[dict, Path]:
     return meta, meta_path
 
 
-def restore_model(path):
+def restore_model(
+    path: str | os.PathLike,
+) -> tuple[MLPVAE | MLPAutoencoder | ConvVAE | TransformerVAE, dict[str, Any]]:
     """Rebuild the model saved at ``path`` from its stored config and load its parameters.
 
     ``model, metadata = restore_model("runs/mlp")`` needs no code that knows how the model was built:
@@ -239,7 +243,7 @@ def restore_model(path):
     return model, _load_params(model, path, meta, meta_path)
 
 
-def array_fingerprint(x) -> str:
+def array_fingerprint(x: ArrayLike) -> str:
     """SHA-256 (16 hex) of an array's shape, dtype and bytes (a NumPy or JAX array)."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise ValueError(f"`x` must be a NumPy or JAX array, got {type(x).__name__} {x!r:.60}.")
@@ -264,7 +268,7 @@ def _state_hash(text: bytes, blob: bytes) -> str:
     return hashlib.sha256(len(text).to_bytes(8, "little") + text + blob).hexdigest()
 
 
-def save_training_state(path, *, params, opt_state, metadata: dict) -> Path:
+def save_training_state(path: str | os.PathLike, *, params: Any, opt_state: Any, metadata: dict) -> Path:
     """Write a training checkpoint to the one file ``path``, atomically; return its path.
 
     ``params`` and ``opt_state`` are pytrees of arrays (an ``nnx.State``, an optax state); they are
@@ -300,7 +304,8 @@ def _restore(template, stored, what: str, path: Path):
     return jax.tree.unflatten(treedef, out)
 
 
-def load_training_state(path, *, params, opt_state, settings: dict | None = None):
+def load_training_state(path: str | os.PathLike, *, params: Any, opt_state: Any,
+                        settings: dict | None = None) -> tuple[Any, Any, dict[str, Any]]:
     """Read a training checkpoint written by :func:`save_training_state`: ``(params, opt_state, metadata)``.
 
     ``params`` and ``opt_state`` are templates (the run's initial ones): the stored arrays must have

@@ -15,6 +15,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from vae_book._checks import check_array, check_broadcastable, check_key, check_positive_int
 
@@ -40,7 +41,7 @@ def _f32(x):
     return x.astype(jnp.float32) if x.dtype in _NARROW else x
 
 
-def gaussian_log_prob(x, mean, log_std):
+def gaussian_log_prob(x: ArrayLike, mean: ArrayLike, log_std: ArrayLike) -> jax.Array:
     r"""Elementwise log-density of a Gaussian, :math:`\log \mathcal N(x;\mu,\sigma^2)`, in nats.
 
     .. math::
@@ -60,13 +61,13 @@ def gaussian_log_prob(x, mean, log_std):
     return -0.5 * LOG_2PI - log_std - 0.5 * jnp.square(z)
 
 
-def standard_normal_log_prob(z):
+def standard_normal_log_prob(z: ArrayLike) -> jax.Array:
     r"""Elementwise :math:`\log\mathcal N(z;0,1) = -\tfrac12\log2\pi - \tfrac12 z^2` (nats)."""
     z = _f32(check_array(z, "z"))
     return -0.5 * LOG_2PI - 0.5 * jnp.square(z)
 
 
-def bernoulli_log_prob(x, logits):
+def bernoulli_log_prob(x: ArrayLike, logits: ArrayLike) -> jax.Array:
     r"""Elementwise Bernoulli log-probability :math:`x\log p + (1-x)\log(1-p)` with :math:`p=\mathrm{sigmoid}(\ell)`.
 
     Computed from the logits as :math:`x\ell - \mathrm{softplus}(\ell)`, which is exact and stable for
@@ -75,7 +76,8 @@ def bernoulli_log_prob(x, logits):
 
     Args:
         x: targets in [0, 1] (checked when concrete: values outside, or NaN, raise a ``ValueError``).
-            Grey levels are valid input, see above. logits: :math:`\ell = \log\frac{p}{1-p}`, broadcast-compatible with ``x``.
+            Grey levels are valid input, see above. logits: :math:`\ell = \log\frac{p}{1-p}`, broadcast-compatible
+            with ``x``.
 
     Returns:
         Array of the broadcast shape (nats).
@@ -86,7 +88,7 @@ def bernoulli_log_prob(x, logits):
     return x * logits - jax.nn.softplus(logits)
 
 
-def kl_to_standard_normal(mean, log_std):
+def kl_to_standard_normal(mean: ArrayLike, log_std: ArrayLike) -> jax.Array:
     r"""Elementwise :math:`\mathrm{KL}\big(\mathcal N(\mu,\sigma^2)\,\|\,\mathcal N(0,1)\big)` in nats.
 
     .. math::
@@ -101,7 +103,8 @@ def kl_to_standard_normal(mean, log_std):
     return 0.5 * (jnp.exp(2.0 * log_std) + jnp.square(mean) - 1.0 - 2.0 * log_std)
 
 
-def kl_diag_gaussians(mean_q, log_std_q, mean_p, log_std_p):
+def kl_diag_gaussians(mean_q: ArrayLike, log_std_q: ArrayLike, mean_p: ArrayLike,
+                      log_std_p: ArrayLike) -> jax.Array:
     r"""Elementwise :math:`\mathrm{KL}\big(\mathcal N(\mu_q,\sigma_q^2)\,\|\,\mathcal N(\mu_p,\sigma_p^2)\big)` in nats.
 
     .. math::
@@ -123,7 +126,8 @@ def kl_diag_gaussians(mean_q, log_std_q, mean_p, log_std_p):
     return (log_std_p - log_std_q) + 0.5 * (var_ratio + mahalanobis) - 0.5
 
 
-def sample_diag_gaussian(key, mean, log_std, num_samples: int | None = None):
+def sample_diag_gaussian(key: jax.Array, mean: ArrayLike, log_std: ArrayLike,
+                         num_samples: int | None = None) -> jax.Array:
     r"""Reparameterized sample :math:`z = \mu + \sigma\odot\varepsilon`, :math:`\varepsilon\sim\mathcal N(0, I)`.
 
     Gradients flow to ``mean`` and ``log_std`` through the deterministic map (the pathwise /

@@ -39,17 +39,23 @@ together here, the one place chapter 10's numbers come from.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.typing import ArrayLike
 from scipy import special
 
 from vae_book import latent, objectives
 from vae_book._checks import as_float_images, check_array, check_images, check_key, check_positive_int
 from vae_book.data import batch_slices
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "bin_width",
@@ -85,7 +91,7 @@ def bin_width(levels: int = 256) -> float:
     return 1.0 / (_check_levels(levels) - 1)
 
 
-def quantize(images, levels: int = 256) -> np.ndarray:
+def quantize(images: ArrayLike, levels: int = 256) -> np.ndarray:
     """Round images in [0, 1] to the nearest of ``levels`` values ``k / (levels - 1)`` (float32, same shape).
 
     This is what storing the images as ``log2(levels)``-bit files would do; 8-bit data is ``levels=256``.
@@ -95,14 +101,14 @@ def quantize(images, levels: int = 256) -> np.ndarray:
     return (np.round(x * (levels - 1)) / np.float32(levels - 1)).astype(np.float32)
 
 
-def is_quantized(images, levels: int = 256, atol: float = 1e-5) -> bool:
+def is_quantized(images: ArrayLike, levels: int = 256, atol: float = 1e-5) -> bool:
     """True if every value of ``images`` is within ``atol`` of one of the ``levels`` grid values."""
     levels = _check_levels(levels)
     x = np.asarray(images, np.float64) * (levels - 1)
     return bool(np.all(np.abs(x - np.round(x)) <= atol * (levels - 1)))
 
 
-def bits_per_dim(log_px, num_dims: int, *, levels: int | None = None):
+def bits_per_dim(log_px: ArrayLike, num_dims: int, *, levels: int | None = None) -> float | np.ndarray:
     r"""Bits per dimension of a log-likelihood ``log_px`` (nats per image) over ``num_dims`` dimensions.
 
     * ``levels=None``: ``log_px`` is the log of a *probability* (e.g. a Bernoulli likelihood on binary
@@ -126,10 +132,13 @@ def bits_per_dim(log_px, num_dims: int, *, levels: int | None = None):
     return float(bpd) if bpd.ndim == 0 else bpd
 
 
-def discretized_gaussian_log_prob(x, mean, log_std, *, levels: int = 256):
+def discretized_gaussian_log_prob(x: ArrayLike, mean: ArrayLike, log_std: ArrayLike, *,
+                                  levels: int = 256) -> jax.Array:
     r"""Elementwise log-probability of the bin :math:`[x-\Delta/2,\,x+\Delta/2]` under :math:`\mathcal N(\mu,\sigma^2)`.
 
-    .. math:: \log\big(\Phi(b) - \Phi(a)\big),\quad a = \frac{x - \Delta/2 - \mu}{\sigma},\ b = \frac{x + \Delta/2 - \mu}{\sigma},
+    .. math::
+        \log\big(\Phi(b) - \Phi(a)\big),\quad a = \frac{x - \Delta/2 - \mu}{\sigma},
+        \ b = \frac{x + \Delta/2 - \mu}{\sigma},
 
     with :math:`\Delta = 1/(L-1)`, computed stably on the side of the mean where the tail is small.
     This is the exact probability that :func:`bits_per_dim` approximates by density times width.
@@ -166,7 +175,8 @@ def _elbo_terms(model, x, key):
     return t.recon, t.kl
 
 
-def rate_distortion(model, images, key, *, num_samples: int = 1, batch_size: int = 250):
+def rate_distortion(model: nnx.Module, images: ArrayLike, key: jax.Array, *, num_samples: int = 1,
+                    batch_size: int = 250) -> tuple[float, float]:
     r"""Held-out rate and distortion of a VAE, averaged over ``images``, in nats per image.
 
     * rate :math:`R = \mathbb E_x\,\mathrm{KL}(q(z\mid x)\,\Vert\,p(z))` (analytic),
@@ -206,7 +216,7 @@ def _spread(values) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-def dataset_log_weights(model, images, key, num_samples: int, *, chunk_size: int = 64,
+def dataset_log_weights(model: nnx.Module, images: ArrayLike, key: jax.Array, num_samples: int, *, chunk_size: int = 64,
                         batch_size: int = 100) -> np.ndarray:
     r"""The ``num_samples`` log importance weights of every image of a data set, as float64 NumPy.
 
@@ -232,7 +242,7 @@ def dataset_log_weights(model, images, key, num_samples: int, *, chunk_size: int
     return np.concatenate(out, axis=1)
 
 
-def group_estimates(log_w, k: int) -> np.ndarray:
+def group_estimates(log_w: ArrayLike, k: int) -> np.ndarray:
     r"""Split log weights (K_total, N) into disjoint groups of ``k`` and return :math:`\log\frac1k\sum w` per group.
 
     ``k`` must divide K_total. Returns (K_total // k, N): independent estimates of :math:`\mathcal L_k`
@@ -281,8 +291,8 @@ class IWAECurve:
         return self.std / np.sqrt(np.maximum(self.num_estimates, 1))
 
 
-def iwae_curve(model, images, key, ks, *, repeats: int = 4, chunk_size: int = 64,
-               batch_size: int = 100) -> IWAECurve:
+def iwae_curve(model: nnx.Module, images: ArrayLike, key: jax.Array, ks: Sequence[int] | np.ndarray, *,
+               repeats: int = 4, chunk_size: int = 64, batch_size: int = 100) -> IWAECurve:
     r"""The importance-weighted estimate of the held-out log-likelihood for each K in ``ks``, with its spread.
 
     Draws ``repeats * max(ks)`` log weights per image (:func:`dataset_log_weights`) and, for each
@@ -367,10 +377,11 @@ class Evaluation:
         return bits_per_dim(self.elbo, self.num_dims, levels=self.levels)
 
 
-def evaluate(model, images, key, *, name: str, dataset: str, num_samples: int, repeats: int = 3,
-             levels: int | None = None, chunk_size: int = 64, batch_size: int = 100,
-             estimates=None) -> Evaluation:
-    r"""Evaluate one VAE on held-out ``images``: ELBO, importance-weighted :math:`\log p(x)`, rate, distortion, active units.
+def evaluate(model: nnx.Module, images: ArrayLike, key: jax.Array, *, name: str, dataset: str, num_samples: int,
+             repeats: int = 3, levels: int | None = None, chunk_size: int = 64, batch_size: int = 100,
+             estimates: ArrayLike | None = None) -> Evaluation:
+    r"""Evaluate one VAE on held-out ``images``: ELBO, importance-weighted :math:`\log p(x)`, rate, distortion,
+    active units.
 
     The importance-weighted estimate :math:`\log\frac1K\sum_k w_k` with ``K = num_samples`` is drawn
     ``repeats`` times (independent samples); the held-out average of each draw is one estimate, and
@@ -432,7 +443,7 @@ def evaluate(model, images, key, *, name: str, dataset: str, num_samples: int, r
     )
 
 
-def comparison_table(evaluations):
+def comparison_table(evaluations: Iterable[Evaluation]) -> pd.DataFrame:
     """A :class:`pandas.DataFrame` with one row per :class:`Evaluation`, in the order given.
 
     Columns: data, likelihood, model, parameters, z_dim, active units, K, held-out images, ELBO and

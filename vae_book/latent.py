@@ -25,12 +25,13 @@ target encoding (circular and categorical factors, masks) and the paths need the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.typing import ArrayLike
 
 from vae_book import distributions as D
 from vae_book._checks import check_array, check_number, check_positive_int
@@ -62,7 +63,7 @@ def _batched(fn, model, arrays, batch_size):
     return jax.tree.map(lambda *parts: np.concatenate(parts), *outs)
 
 
-def encode(model, images, *, batch_size: int = 250) -> tuple[np.ndarray, np.ndarray]:
+def encode(model: nnx.Module, images: ArrayLike, *, batch_size: int = 250) -> tuple[np.ndarray, np.ndarray]:
     r"""Posterior parameters of :math:`q_\phi(z\mid x)` for many images, in jitted batches.
 
     Args:
@@ -79,7 +80,7 @@ def encode(model, images, *, batch_size: int = 250) -> tuple[np.ndarray, np.ndar
     return mean, log_std
 
 
-def decode_mean(model, z, *, batch_size: int = 250) -> np.ndarray:
+def decode_mean(model: nnx.Module, z: ArrayLike, *, batch_size: int = 250) -> np.ndarray:
     r"""The mean of :math:`p_\theta(x\mid z)` as images in [0, 1] for codes ``z`` ``(M, z_dim)``, in jitted batches.
 
     Returns:
@@ -105,7 +106,7 @@ def _times(t):
     return arr
 
 
-def lerp(z0, z1, t):
+def lerp(z0: ArrayLike, z1: ArrayLike, t: ArrayLike) -> np.ndarray:
     r"""Linear interpolation :math:`z(t) = (1 - t)\,z_0 + t\,z_1`.
 
     Args:
@@ -123,7 +124,7 @@ def lerp(z0, z1, t):
     return out.astype(np.float32)
 
 
-def slerp(z0, z1, t, *, eps: float = 1e-9):
+def slerp(z0: ArrayLike, z1: ArrayLike, t: ArrayLike, *, eps: float = 1e-9) -> np.ndarray:
     r"""Spherical interpolation: great-circle path of the direction, linear path of the norm.
 
     Write :math:`z_i = r_i u_i` with :math:`r_i = \lVert z_i\rVert` and unit :math:`u_i`, and let
@@ -198,7 +199,8 @@ def slerp(z0, z1, t, *, eps: float = 1e-9):
 ACTIVE_THRESHOLD = 0.01
 
 
-def latent_activity(mean, log_std, *, threshold: float = ACTIVE_THRESHOLD) -> dict[str, np.ndarray]:
+def latent_activity(mean: ArrayLike, log_std: ArrayLike, *,
+                    threshold: float = ACTIVE_THRESHOLD) -> dict[str, np.ndarray]:
     r"""How much a VAE uses each latent dimension, from the posteriors of a data set.
 
     The one home of the per-dimension KL and the active-unit count: pass the output of
@@ -239,7 +241,8 @@ def latent_activity(mean, log_std, *, threshold: float = ACTIVE_THRESHOLD) -> di
     }
 
 
-def traverse(decode: Callable, z0, dims, values) -> np.ndarray:
+def traverse(decode: Callable[[np.ndarray], ArrayLike], z0: ArrayLike, dims: int | Sequence[int] | np.ndarray,
+             values: ArrayLike) -> np.ndarray:
     """Decode ``z0`` with one dimension at a time swept over ``values``.
 
     Args:
@@ -337,7 +340,8 @@ def _check_targets(targets, n: int, name: str):
             )
 
 
-def factor_correlations(codes, targets) -> tuple[np.ndarray, list[str]]:
+def factor_correlations(codes: ArrayLike, targets: Mapping[str, tuple[np.ndarray, np.ndarray, list[str]]]
+                        ) -> tuple[np.ndarray, list[str]]:
     """Pearson correlation of every latent dimension with every target column.
 
     Args:
@@ -372,7 +376,9 @@ def _design(z):
     return np.concatenate([z, np.ones((z.shape[0], 1))], axis=1)
 
 
-def linear_probe_r2(train_codes, train_targets, test_codes, test_targets, *, ridge: float = 1e-3) -> dict[str, float]:
+def linear_probe_r2(train_codes: ArrayLike, train_targets: Mapping[str, tuple[np.ndarray, np.ndarray, list[str]]],
+                    test_codes: ArrayLike, test_targets: Mapping[str, tuple[np.ndarray, np.ndarray, list[str]]],
+                    *, ridge: float = 1e-3) -> dict[str, float]:
     r"""How much of each factor a linear function of the code explains, on held-out codes.
 
     For every factor fit :math:`\hat y = W z + b` by ridge-regularised least squares on the

@@ -19,12 +19,14 @@ The functions take any model with the :class:`vae_book.models.base.VAE` interfac
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.typing import ArrayLike
 
 from vae_book import distributions as D
 from vae_book._checks import (as_float_images, check_array, check_callable, check_images, check_key, check_module,
@@ -50,7 +52,7 @@ class ElboTerms(NamedTuple):
     elbo: jax.Array  #: recon - kl
 
 
-def elbo(model, x, key, *, analytic_kl: bool = True) -> ElboTerms:
+def elbo(model: nnx.Module, x: ArrayLike, key: jax.Array, *, analytic_kl: bool = True) -> ElboTerms:
     r"""Per-example ELBO :math:`\log p(x\mid z) - \mathrm{KL}(q(z\mid x)\|p(z))` with one reparameterized ``z``.
 
     Args:
@@ -79,7 +81,8 @@ def elbo(model, x, key, *, analytic_kl: bool = True) -> ElboTerms:
     return ElboTerms(recon=recon, kl=kl, elbo=recon - kl)
 
 
-def vae_loss(model, x, key, beta: float = 1.0):
+def vae_loss(model: nnx.Module, x: ArrayLike, key: jax.Array,
+             beta: float | jax.Array = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
     r"""The beta-weighted training loss :math:`\frac1B\sum_b -\big(\text{recon}_b - \beta\,\text{KL}_b\big)`.
 
     ``beta = 1`` gives the negative ELBO (Kingma & Welling 2014); ``beta != 1`` the beta-VAE loss
@@ -115,7 +118,8 @@ def vae_loss(model, x, key, beta: float = 1.0):
     return loss, metrics
 
 
-def autoencoder_loss(model, x, key=None):
+def autoencoder_loss(model: nnx.Module, x: ArrayLike,
+                     key: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Binary cross-entropy of a deterministic autoencoder, summed over pixels, mean over the batch.
 
     ``key`` is accepted (and ignored) so every loss has the signature ``loss(model, x, key)``.
@@ -140,7 +144,8 @@ def _log_weights_chunk(model, x, key, mean, log_std, num_samples):
     return log_px_z + log_pz - log_qz
 
 
-def log_importance_weights(model, x, key, num_samples: int, *, chunk_size: int = 64):
+def log_importance_weights(model: nnx.Module, x: ArrayLike, key: jax.Array, num_samples: int, *,
+                           chunk_size: int = 64) -> jax.Array:
     r"""Log importance weights :math:`\log w_k = \log p(x\mid z_k) + \log p(z_k) - \log q(z_k\mid x)`.
 
     :math:`z_k \sim q(z\mid x)`, drawn in chunks of ``chunk_size`` samples to bound memory.
@@ -163,7 +168,8 @@ def log_importance_weights(model, x, key, num_samples: int, *, chunk_size: int =
     return jnp.concatenate(out, axis=0)
 
 
-def iwae_bound(model, x, key, num_samples: int, *, chunk_size: int = 64):
+def iwae_bound(model: nnx.Module, x: ArrayLike, key: jax.Array, num_samples: int, *,
+               chunk_size: int = 64) -> jax.Array:
     r"""Importance-weighted bound (Burda et al. 2016), per example, in nats.
 
     .. math::
@@ -208,8 +214,10 @@ def _check_gaussian_params(mean, log_std):
     return mean, log_std
 
 
-def pathwise_grad(f, key, mean, log_std, num_samples: int, *, per_sample: bool = False):
-    r"""Pathwise (reparameterization) estimate of :math:`\nabla_{\mu,\log\sigma}\,\mathbb E_{z\sim\mathcal N(\mu,\sigma^2)}[f(z)]`.
+def pathwise_grad(f: Callable[[jax.Array], jax.Array], key: jax.Array, mean: ArrayLike, log_std: ArrayLike,
+                  num_samples: int, *, per_sample: bool = False) -> tuple[jax.Array, jax.Array]:
+    r"""Pathwise (reparameterization) estimate of
+    :math:`\nabla_{\mu,\log\sigma}\,\mathbb E_{z\sim\mathcal N(\mu,\sigma^2)}[f(z)]`.
 
     With :math:`z=\mu+\sigma\varepsilon`: :math:`\nabla_\mu f(z) = f'(z)` and
     :math:`\nabla_{\log\sigma} f(z) = f'(z)\,\sigma\varepsilon`. Needs a differentiable ``f``.
@@ -235,9 +243,11 @@ def pathwise_grad(f, key, mean, log_std, num_samples: int, *, per_sample: bool =
     return g_mean.mean(0), g_log_std.mean(0)
 
 
-def score_function_grad(f, key, mean, log_std, num_samples: int, *, baseline: float = 0.0,
-                        per_sample: bool = False):
-    r"""Score-function (REINFORCE) estimate of :math:`\nabla_{\mu,\log\sigma}\,\mathbb E_{z\sim\mathcal N(\mu,\sigma^2)}[f(z)]`.
+def score_function_grad(f: Callable[[jax.Array], jax.Array], key: jax.Array, mean: ArrayLike,
+                        log_std: ArrayLike, num_samples: int, *, baseline: float = 0.0,
+                        per_sample: bool = False) -> tuple[jax.Array, jax.Array]:
+    r"""Score-function (REINFORCE) estimate of
+    :math:`\nabla_{\mu,\log\sigma}\,\mathbb E_{z\sim\mathcal N(\mu,\sigma^2)}[f(z)]`.
 
     .. math::
         \nabla \mathbb E_q[f(z)] = \mathbb E_q\big[(f(z) - b)\,\nabla\log q(z)\big],\quad

@@ -19,10 +19,13 @@ import functools
 import queue
 import threading
 import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.typing import ArrayLike
 
 from vae_book._checks import check_positive_int
 
@@ -32,8 +35,9 @@ __all__ = ["DATA_AXIS", "data_mesh", "batch_sharding", "replicate", "put_batch",
 DATA_AXIS = "data"
 
 
-def data_mesh(batch_size: int, devices=None) -> Mesh | None:
-    """A 1-D mesh over ``devices`` (default: :func:`jax.devices`, every device of every process), or None.
+def data_mesh(batch_size: int, devices: Iterable[jax.Device] | None = None) -> Mesh | None:
+    """A 1-D mesh over ``devices`` (default: :func:`jax.devices`, every device of every process), or
+    None.
 
     None when there is one device, or when ``batch_size`` is not a multiple of the device count (then
     with a warning that says so: the run uses one device).
@@ -54,25 +58,26 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
-def replicate(tree, mesh: Mesh):
+def replicate(tree: Any, mesh: Mesh) -> Any:
     """``tree`` (parameters, optimiser state) with a full copy of every array on every device of ``mesh``."""
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
-def put_batch(x, sharding: NamedSharding) -> jax.Array:
+def put_batch(x: ArrayLike, sharding: NamedSharding) -> jax.Array:
     """The global batch ``x`` (a NumPy array, the same in every process) as one array split by ``sharding``."""
     x = np.asarray(x)
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
-def local_copy(tree):
+def local_copy(tree: Any) -> Any:
     """Every replicated array of ``tree`` as its copy on this process's first device (a no-op on one device)."""
     def one(a):
         return a.addressable_data(0) if isinstance(a, jax.Array) and len(a.sharding.device_set) > 1 else a
     return jax.tree.map(one, tree)
 
 
-def prefetch(iterator, size: int = 2, *, sharding: jax.sharding.Sharding | None = None):
+def prefetch(iterator: Iterable[Any], size: int = 2, *,
+             sharding: jax.sharding.Sharding | None = None) -> Iterator[Any]:
     """Move batches to the device on a background thread, ``size`` batches ahead.
 
     With ``sharding`` (e.g. :func:`vae_book.parallel.batch_sharding`) each batch is split over its devices.

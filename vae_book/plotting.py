@@ -8,13 +8,19 @@ plots). Images are NHWC with values in [0, 1].
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
+from jax.typing import ArrayLike
 
 from vae_book._checks import as_float_images, check_array, check_callable, check_images, check_positive_int
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "axes_row",
@@ -31,7 +37,7 @@ __all__ = [
 ]
 
 
-def image_grid(images, ncols: int | None = None, pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
+def image_grid(images: ArrayLike, ncols: int | None = None, pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
     """Tile images (N, H, W, C) into one array ((H+pad)*rows - pad, (W+pad)*cols - pad, C).
 
     ``ncols`` defaults to ceil(sqrt(N)). Empty cells and padding are filled with ``pad_value``.
@@ -61,7 +67,7 @@ def _imshow(ax, grid, extent=None):
         ax.set_yticks([])
 
 
-def show_images(images, ncols: int | None = None, title: str | None = None, ax=None):
+def show_images(images: ArrayLike, ncols: int | None = None, title: str | None = None, ax: Axes | None = None) -> Axes:
     """Show a grid of images (N, H, W, C) in [0, 1] on ``ax``; returns the Axes."""
     grid = image_grid(images, ncols)
     if ax is None:
@@ -72,7 +78,7 @@ def show_images(images, ncols: int | None = None, title: str | None = None, ax=N
     return ax
 
 
-def compare_rows(rows: Mapping[str, object], ax=None, col_labels: Sequence[str] | None = None):
+def compare_rows(rows: Mapping[str, object], ax: Axes | None = None, col_labels: Sequence[str] | None = None) -> Axes:
     """Show several image rows of equal length one above the other, each labelled on the left.
 
     ``rows`` maps a label (e.g. "original", "reconstruction") to images (N, H, W, C). Returns the Axes.
@@ -100,8 +106,8 @@ def compare_rows(rows: Mapping[str, object], ax=None, col_labels: Sequence[str] 
     return ax
 
 
-def latent_scatter(codes, labels=None, ax=None, *, title: str | None = None, s: float = 4.0,
-                   label_name: str = "digit"):
+def latent_scatter(codes: ArrayLike, labels: ArrayLike | None = None, ax: Axes | None = None, *,
+                   title: str | None = None, s: float = 4.0, label_name: str = "digit") -> Axes:
     """Scatter 2-D codes (N, 2) coloured by integer ``labels`` (N,), with a legend per class."""
     codes = np.asarray(check_array(codes, "codes", shape=(None, 2)))
     if ax is None:
@@ -125,7 +131,9 @@ def latent_scatter(codes, labels=None, ax=None, *, title: str | None = None, s: 
     return ax
 
 
-def manifold_grid(decode, z1_range, z2_range, n: int = 15, ax=None, *, title: str | None = None):
+def manifold_grid(decode: Callable[[np.ndarray], ArrayLike], z1_range: tuple[float, float],
+                  z2_range: tuple[float, float], n: int = 15, ax: Axes | None = None, *,
+                  title: str | None = None) -> Axes:
     """Decode an n x n grid of 2-D codes and show the images placed at their codes.
 
     ``decode`` maps codes (M, 2) to images (M, H, W, C) in [0, 1]. Row 0 of the picture is the
@@ -162,7 +170,7 @@ def _refresh_legend(ax):
 
 def train_eval_curves(train: Mapping[str, Sequence], eval: Mapping[str, Sequence], keys: Sequence[str], *,
                       titles: Sequence[str] | None = None, step_key: str = "step",
-                      ylabel: str = "nats per image", axes=None):
+                      ylabel: str = "nats per image", axes: Sequence[Axes] | None = None) -> Figure:
     """One panel per quantity, each with its training curve and its held-out curve.
 
     ``train`` and ``eval`` are the two histories of a run (``run.history.train`` / ``.eval``: dicts of
@@ -193,8 +201,8 @@ def train_eval_curves(train: Mapping[str, Sequence], eval: Mapping[str, Sequence
     return axes[0].figure
 
 
-def prior_contours(ax, masses: Sequence[float] = (0.5, 0.9, 0.99), *, color: str = "0.15",
-                   label: bool = True):
+def prior_contours(ax: Axes, masses: Sequence[float] = (0.5, 0.9, 0.99), *, color: str = "0.15",
+                   label: bool = True) -> Axes:
     r"""Draw the circles that enclose the probability ``masses`` of the 2-D prior :math:`\mathcal N(0, I_2)`.
 
     The squared radius of a 2-D standard normal is :math:`\chi^2_2`, so the circle holding mass
@@ -217,9 +225,9 @@ def prior_contours(ax, masses: Sequence[float] = (0.5, 0.9, 0.99), *, color: str
     return ax
 
 
-def histograms(samples: Mapping[str, object], ax=None, *, bins: int = 50, xlabel: str,
+def histograms(samples: Mapping[str, object], ax: Axes | None = None, *, bins: int = 50, xlabel: str,
                ylabel: str = "density", title: str | None = None, logx: bool = False,
-               vlines: Mapping[str, float] | None = None):
+               vlines: Mapping[str, float] | None = None) -> Axes:
     """Overlay the histograms (normalised to densities) of several samples on shared bins.
 
     ``samples`` maps a legend label to a 1-D array of values; ``vlines`` maps a label to a value
@@ -259,7 +267,9 @@ def histograms(samples: Mapping[str, object], ax=None, *, bins: int = 50, xlabel
     return ax
 
 
-def occupancy_grid(codes, bins: int = 20, extent=None, ax=None, *, color: str = "tab:red", alpha: float = 0.25):
+def occupancy_grid(codes: ArrayLike, bins: int = 20,
+                   extent: tuple[tuple[float, float], tuple[float, float]] | None = None,
+                   ax: Axes | None = None, *, color: str = "tab:red", alpha: float = 0.25) -> Axes:
     """Shade the cells of a ``bins`` x ``bins`` grid over 2-D codes (N, 2) that contain no code.
 
     ``extent`` is ``((z1_min, z1_max), (z2_min, z2_max))``, by default the codes' bounding box; the
@@ -291,7 +301,8 @@ def occupancy_grid(codes, bins: int = 20, extent=None, ax=None, *, color: str = 
     return ax
 
 
-def axes_row(axes, n: int, per: str, *, panel_size=(4.0, 3.0)):
+def axes_row(axes: Sequence[Axes] | None, n: int, per: str, *,
+             panel_size: tuple[float, float] = (4.0, 3.0)) -> Sequence[Axes] | np.ndarray:
     """``axes`` checked to hold ``n`` Axes (one per ``per``), or a new row of ``n`` panels if None."""
     if axes is None:
         _, grid = plt.subplots(1, n, figsize=(panel_size[0] * n, panel_size[1]), squeeze=False)
@@ -301,8 +312,9 @@ def axes_row(axes, n: int, per: str, *, panel_size=(4.0, 3.0)):
     return axes
 
 
-def rate_distortion(rates, distortions, ax=None, *, point_labels: Sequence[str] | None = None,
-                    label: str | None = None, elbo_lines: bool = True, extra: Mapping | None = None):
+def rate_distortion(rates: ArrayLike, distortions: ArrayLike, ax: Axes | None = None, *,
+                    point_labels: Sequence[str] | None = None, label: str | None = None, elbo_lines: bool = True,
+                    extra: Mapping[str, tuple[float, float]] | None = None) -> Axes:
     """A rate–distortion curve: one point per model, joined in the order given, with lines of equal ELBO.
 
     Args:

@@ -23,6 +23,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass
+from typing import Any, Self
 
 import jax
 
@@ -63,7 +64,7 @@ class RunSettings:
     batch_size: int
     learning_rate: float
 
-    def replace(self, **changes):
+    def replace(self, **changes: Any) -> Self:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
@@ -131,7 +132,7 @@ class Profile:
     #: Monte-Carlo sample counts used by the part-I checks
     mc_samples: int = 100_000
 
-    def replace(self, **changes) -> "Profile":
+    def replace(self, **changes: Any) -> "Profile":
         """A copy with some fields changed (e.g. ``get_profile().replace(beta_steps=100)``)."""
         return dataclasses.replace(self, **changes)
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -29,6 +30,7 @@ from vae_book import data as data_lib
 from vae_book import objectives
 from vae_book._checks import as_float_images, check_number, check_path, check_positive_int, check_seed
 from vae_book.cache import fit_cached
+from vae_book.models.base import VAEConfig
 from vae_book.models.conv import ConvConfig, ConvVAE
 from vae_book.models.mlp import MLPAutoencoder, MLPConfig, MLPVAE
 from vae_book.models.transformer import TransformerConfig, TransformerVAE
@@ -147,7 +149,8 @@ def _family(family: str) -> Family:
     return FAMILIES[_choice(family, "family", FAMILIES)]
 
 
-def model_config(family: str, *, profile: Profile | str | None = None, image_shape=None, **overrides):
+def model_config(family: str, *, profile: Profile | str | None = None, image_shape: Sequence[int] | None = None,
+                 **overrides: Any) -> VAEConfig:
     """The config of ``family``'s model under ``profile``: sizes from its settings, then ``overrides``.
 
     ``image_shape`` defaults to that of the family's data set. An override that is not a field of the
@@ -204,7 +207,8 @@ class Run:
             "beta": self.settings.get("beta", "n/a (no KL term)"),
             "steps": self.history.steps,
             "batch size": self.settings.get("batch_size"),
-            "wall time": f"{self.history.seconds:.1f} s" + (" (loaded from the model cache)" if self.info.get("cached") else ""),
+            "wall time": f"{self.history.seconds:.1f} s"
+                         + (" (loaded from the model cache)" if self.info.get("cached") else ""),
         }
         if getattr(config, "dtype", None) is not None:
             facts["precision"] = f"{config.dtype} compute, float32 parameters"
@@ -227,7 +231,7 @@ def train(family: str, dataset: str | None = None, *, profile: Profile | str | N
           likelihood: str | None = None, beta: float = 1.0, steps: int | None = None,
           batch_size: int | None = None, learning_rate: float | None = None, seed: int = 0,
           data_path: str | Path | None = None, cache: bool | str | Path = True, progress: bool = True,
-          **config) -> Run:
+          **config: Any) -> Run:
     """Train (or load from the model cache) the model of ``family`` on ``dataset``; return a :class:`Run`.
 
     Args:
@@ -270,6 +274,6 @@ def train(family: str, dataset: str | None = None, *, profile: Profile | str | N
     if fam.loss_fn is None:
         settings["beta"] = beta
     desc = f"{fam.title} (z={cfg.z_dim}" + (f", beta={beta})" if fam.loss_fn is None else ")")
-    history, info = fit_cached(model, train_x, cache=cache, loss_fn=fam.loss_fn, eval_images=test_x[: profile.eval_images],
-                               progress=progress, desc=desc, **settings)
+    history, info = fit_cached(model, train_x, cache=cache, loss_fn=fam.loss_fn,
+                               eval_images=test_x[: profile.eval_images], progress=progress, desc=desc, **settings)
     return Run(fam.title, model, history, info, profile, ds.name, train_x, test_x, settings, family)

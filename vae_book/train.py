@@ -21,15 +21,18 @@ several devices each batch is split over them (:mod:`vae_book.parallel`).
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from vae_book import objectives, parallel
@@ -62,7 +65,7 @@ class History:
     seconds: float = 0.0
     steps: int = 0
 
-    def log(self, split: str, step: int, metrics: dict):
+    def log(self, split: str, step: int, metrics: dict) -> None:
         table = getattr(self, split)
         table.setdefault("step", []).append(int(step))
         for k, v in metrics.items():
@@ -78,7 +81,8 @@ class History:
             raise ValueError(f"`history` must be a dict, got {type(history).__name__}.")
         missing = sorted({"train", "eval", "seconds", "steps"} - set(history))
         if missing:
-            raise ValueError(f"`history` must have the fields train, eval, seconds and steps, got one lacking {missing}.")
+            raise ValueError(f"`history` must have the fields train, eval, seconds and steps, "
+                             f"got one lacking {missing}.")
         tables = {}
         for split in ("train", "eval"):
             table = history[split]
@@ -170,8 +174,10 @@ def _all_finite(loss, grads):
     return finite
 
 
-def make_train_step(graphdef, rest, loss_fn, optimizer):
-    """Build the jitted update ``(params, opt_state, x, key, step, bad_step) -> (params, opt_state, metrics, bad_step)``.
+def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, loss_fn: Callable, optimizer: optax.GradientTransformation
+                    ) -> Callable[..., tuple[nnx.State, Any, dict[str, jax.Array], jax.Array]]:
+    """Build the jitted update
+    ``(params, opt_state, x, key, step, bad_step) -> (params, opt_state, metrics, bad_step)``.
 
     If the loss, a gradient or an update is non-finite (a NaN learning rate gives finite gradients
     but NaN updates) the update is skipped: parameters and optimiser state are kept, and ``bad_step``
@@ -197,7 +203,8 @@ def make_train_step(graphdef, rest, loss_fn, optimizer):
     return train_step
 
 
-def mean_metrics(model, images, key, *, loss_fn: Callable | None = None, batch_size: int = 250) -> dict:
+def mean_metrics(model: nnx.Module, images: ArrayLike, key: jax.Array, *, loss_fn: Callable | None = None,
+                 batch_size: int = 250) -> dict:
     """Mean of ``loss_fn``'s metrics over held-out ``images`` (N, H, W, C) in [0, 1], with a fixed key.
 
     What :func:`fit` logs in ``History.eval``. The images go through ``loss_fn`` in the batches of
@@ -231,25 +238,12 @@ def mean_metrics(model, images, key, *, loss_fn: Callable | None = None, batch_s
 
 
 def fit(
-    model,
-    train_images,
-    *,
-    steps: int,
-    batch_size: int = 64,
-    learning_rate: float = DEFAULT_LEARNING_RATE,
-    beta: float = 1.0,
-    loss_fn: Callable | None = None,
-    eval_images=None,
-    eval_every: int | None = None,
-    log_every: int | None = None,
-    seed: int = 0,
-    optimizer: optax.GradientTransformation | None = None,
-    progress: bool = True,
-    desc: str | None = None,
-    checkpoint_path=None,
-    checkpoint_every: int | None = None,
-    checkpoint_minutes: float | None = None,
-    resume: bool = True,
+    model: nnx.Module, train_images: ArrayLike, *, steps: int, batch_size: int = 64,
+    learning_rate: float = DEFAULT_LEARNING_RATE, beta: float = 1.0, loss_fn: Callable | None = None,
+    eval_images: ArrayLike | None = None, eval_every: int | None = None, log_every: int | None = None,
+    seed: int = 0, optimizer: optax.GradientTransformation | None = None, progress: bool = True,
+    desc: str | None = None, checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None, checkpoint_minutes: float | None = None, resume: bool = True,
 ) -> History:
     """Train ``model`` in place with Adam on shuffled batches of ``train_images``; return its :class:`History`.
 

@@ -33,11 +33,16 @@ import json
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from jax.typing import ArrayLike
 
 from vae_book.profiles import is_static
 from vae_book._checks import as_float_images, check_images, check_positive_int
+
+if TYPE_CHECKING:
+    import ipywidgets
 
 __all__ = [
     "MAX_EMBED_BYTES",
@@ -152,7 +157,7 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
-def png_bytes(image) -> bytes:
+def png_bytes(image: ArrayLike) -> bytes:
     """Encode one image ``(H, W, C)`` with values in [0, 1], ``C`` = 1 or 3, as PNG bytes.
 
     Values are mapped to 8 bits by ``round(255 * x)``; a grey image becomes an 8-bit grey PNG.
@@ -170,7 +175,7 @@ def png_bytes(image) -> bytes:
     return buf.getvalue()
 
 
-def png_data_uri(image) -> str:
+def png_data_uri(image: ArrayLike) -> str:
     """``data:image/png;base64,...`` URI of one image ``(H, W, C)`` in [0, 1] (see :func:`png_bytes`)."""
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 
@@ -222,8 +227,8 @@ _JS = """(function () {
 })();"""
 
 
-def explorer_html(frames, values=None, *, label: str = "frame", title: str | None = None, scale: int = 4,
-                  start: int = 0, max_bytes: int = MAX_EMBED_BYTES) -> str:
+def explorer_html(frames: ArrayLike, values: Sequence[float | str] | np.ndarray | None = None, *, label: str = "frame",
+                  title: str | None = None, scale: int = 4, start: int = 0, max_bytes: int = MAX_EMBED_BYTES) -> str:
     """Self-contained HTML of a slider explorer over ``frames``.
 
     Args:
@@ -257,7 +262,8 @@ def explorer_html(frames, values=None, *, label: str = "frame", title: str | Non
         'style="display:inline-block;margin:0.5em 0;padding:0.5em;border:1px solid #ccc;border-radius:4px;">',
     ]
     if title:
-        parts.append(f'<div class="vae-book-explorer-title" style="font-weight:600;margin-bottom:0.3em;">{esc(title)}</div>')
+        parts.append(f'<div class="vae-book-explorer-title" style="font-weight:600;margin-bottom:0.3em;">'
+                     f'{esc(title)}</div>')
     parts.append(
         f'<img id="{iid}" src="{uris[start]}" width="{w * scale}" height="{h * scale}" alt="{esc(alt)}" '
         f'style="display:block;width:{w * scale}px;height:{h * scale}px;max-width:none;'
@@ -290,7 +296,7 @@ class Explorer:
         frame_shape: ``(H, W, C)`` of each frame.
     """
 
-    def __init__(self, html: str, num_frames: int, frame_shape: tuple[int, int, int]):
+    def __init__(self, html: str, num_frames: int, frame_shape: tuple[int, int, int]) -> None:
         self.html = html
         self.num_frames = num_frames
         self.frame_shape = tuple(frame_shape)
@@ -302,8 +308,9 @@ class Explorer:
         return f"Explorer({self.num_frames} frames of shape {self.frame_shape}, {len(self.html) / 1e3:.0f} kB of HTML)"
 
 
-def image_explorer(frames, values=None, *, label: str = "frame", title: str | None = None, scale: int = 4,
-                   start: int = 0, max_bytes: int = MAX_EMBED_BYTES) -> Explorer:
+def image_explorer(frames: ArrayLike, values: Sequence[float | str] | np.ndarray | None = None, *, label: str = "frame",
+                   title: str | None = None, scale: int = 4, start: int = 0,
+                   max_bytes: int = MAX_EMBED_BYTES) -> Explorer:
     """A static :class:`Explorer` over ``frames`` ``(N, H, W, C)``; arguments as in :func:`explorer_html`."""
     page = explorer_html(frames, values, label=label, title=title, scale=scale, start=start, max_bytes=max_bytes)
     frames = np.asarray(frames)
@@ -314,8 +321,9 @@ def image_explorer(frames, values=None, *, label: str = "frame", title: str | No
 # live (ipywidgets)
 
 
-def live_explorer(frames, values=None, *, label: str = "frame", title: str | None = None, scale: int = 4,
-                  start: int = 0, max_bytes: int = MAX_EMBED_BYTES):
+def live_explorer(frames: ArrayLike, values: Sequence[float | str] | np.ndarray | None = None, *, label: str = "frame",
+                  title: str | None = None, scale: int = 4, start: int = 0,
+                  max_bytes: int = MAX_EMBED_BYTES) -> ipywidgets.VBox:
     """An ipywidgets slider explorer for a live kernel; arguments as in :func:`explorer_html`.
 
     Returns an ``ipywidgets.VBox`` (title, image, ``IntSlider`` and the current value). Needs the
@@ -353,8 +361,9 @@ def live_explorer(frames, values=None, *, label: str = "frame", title: str | Non
     return widgets.VBox(children)
 
 
-def show(frames, values=None, *, label: str = "frame", title: str | None = None, scale: int = 4, start: int = 0,
-         max_bytes: int = MAX_EMBED_BYTES, live_factory: Callable | None = None):
+def show(frames: ArrayLike, values: Sequence[float | str] | np.ndarray | None = None, *, label: str = "frame",
+         title: str | None = None, scale: int = 4, start: int = 0, max_bytes: int = MAX_EMBED_BYTES,
+         live_factory: Callable[..., Any] | None = None) -> Explorer | ipywidgets.VBox | Any:
     """The explorer that suits where the code runs: static HTML on the website, a widget in a kernel.
 
     Returns :func:`image_explorer` (an :class:`Explorer`) when :func:`is_static` is true (the book

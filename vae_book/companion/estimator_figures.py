@@ -18,13 +18,20 @@ Values are nats.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
+from jax.typing import ArrayLike
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse, FancyArrowPatch, FancyBboxPatch, Patch
 
 from vae_book import distributions as D
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "plot_variance",
@@ -40,7 +47,8 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------
 
 
-def plot_variance(ax, x, curves, *, xlabel: str, ylabel: str = "variance", title: str | None = None):
+def plot_variance(ax: Axes, x: ArrayLike, curves: Sequence[tuple[str, str, ArrayLike, ArrayLike, ArrayLike]], *,
+                  xlabel: str, ylabel: str = "variance", title: str | None = None) -> Axes:
     r"""Gradient-estimator variances on log-log axes: closed form as lines, Monte Carlo as points.
 
     ``curves`` is a sequence of ``(label, color, empirical, stderr, closed_form)`` with arrays of the
@@ -68,9 +76,10 @@ def plot_variance(ax, x, curves, *, xlabel: str, ylabel: str = "variance", title
 # --------------------------------------------------------------------------------------------------
 
 
-def plot_elbo_sweep(ax, values, elbo, log_px, *, xlabel: str, best: float | None = None,
-                    title: str | None = None):
-    r"""ELBO against one variational parameter, with :math:`\log p(x)` as a line and the gap (the KL) shaded.
+def plot_elbo_sweep(ax: Axes, values: ArrayLike, elbo: ArrayLike, log_px: ArrayLike, *, xlabel: str,
+                    best: float | None = None, title: str | None = None) -> Axes:
+    r"""ELBO against one variational parameter, with :math:`\log p(x)` as a line and the gap (the KL)
+    shaded.
 
     ``values`` and ``elbo`` are (n,); ``log_px`` a scalar; ``best`` marks the parameter value of the
     exact posterior with a vertical line. Returns the Axes.
@@ -91,11 +100,12 @@ def plot_elbo_sweep(ax, values, elbo, log_px, *, xlabel: str, best: float | None
     return ax
 
 
-def plot_iwae(axes, ks, estimates, log_px, *, elbo: float | None = None, chi2: float | None = None):
+def plot_iwae(axes: Sequence[Axes] | np.ndarray, ks: ArrayLike, estimates: Sequence[ArrayLike], log_px: ArrayLike, *,
+              elbo: float | None = None, chi2: float | None = None) -> Sequence[Axes] | np.ndarray:
     r"""Two panels: :math:`\mathcal L_K` (mean and spread over repeats) against K, and the gap against K.
 
-    ``estimates`` is the list of per-K estimate arrays from :func:`iwae_repeats`; ``elbo`` the exact ELBO (drawn at
-    K = 1); ``chi2`` draws the large-K prediction :math:`\chi^2/(2K)` of the gap. Returns ``axes``.
+    ``estimates`` is the list of per-K estimate arrays from :func:`iwae_repeats`; ``elbo`` the exact ELBO
+    (drawn at K = 1); ``chi2`` draws the large-K prediction :math:`\chi^2/(2K)` of the gap. Returns ``axes``.
     """
     ks = np.asarray(ks, np.float64)
     mean = np.array([np.mean(e) for e in estimates])
@@ -138,7 +148,8 @@ def _ellipse(ax, mean, cov, nstd=2.0, **kw):
     ax.add_patch(Ellipse(mean, w, h, angle=angle, fill=False, **kw))
 
 
-def plot_aggregate_posterior(axes, post_means, post_cov, key_samples, *, num_ellipses: int = 12):
+def plot_aggregate_posterior(axes: Sequence[Axes] | np.ndarray, post_means: ArrayLike, post_cov: ArrayLike,
+                             key_samples: ArrayLike, *, num_ellipses: int = 12) -> Sequence[Axes] | np.ndarray:
     r"""The per-example posteriors against the aggregate posterior and the prior (2-D latents).
 
     Left: posterior means of a batch, 2-std ellipses of a few :math:`q(z\mid x_i)`, prior circles.
@@ -252,7 +263,8 @@ def _graph_panel(ax, reparameterized: bool):
         back((4.3, yb), (2.4, yb))
         ax.text(3.35, yb - 0.12, "KL term only", color=_GRAD, ha="center", va="top", fontsize=9)
         ax.text(7.15, yb, "✗", color=_GRAD, ha="center", va="center", fontsize=20, fontweight="bold")
-        ax.text(6.3, -1.2, "no derivative through a sampling step:\nthe reconstruction term gives\nno gradient to $\\phi$",
+        ax.text(6.3, -1.2,
+                "no derivative through a sampling step:\nthe reconstruction term gives\nno gradient to $\\phi$",
                 color=_GRAD, ha="center", va="top", fontsize=9)
     ax.set_xlim(0, 11.9)
     ax.set_ylim(-2.4, 2.1)
@@ -260,7 +272,7 @@ def _graph_panel(ax, reparameterized: bool):
     ax.axis("off")
 
 
-def draw_reparameterization_graph():
+def draw_reparameterization_graph() -> Figure:
     """Draw the VAE's computational graph without (top) and with (bottom) the reparameterization trick.
 
     Boxes are deterministic nodes, ellipses random ones; black arrows are the forward pass and red

@@ -19,11 +19,14 @@ Parameterization as everywhere in the book: a Gaussian is given by ``mean`` and 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+from jax.typing import ArrayLike
 from scipy import integrate
 
 from vae_book import evaluation, objectives
@@ -51,7 +54,8 @@ __all__ = [
 
 
 class GaussianTestFunction(NamedTuple):
-    r"""A function :math:`f(z)=\sum_j g(z_j)` whose expectation under :math:`\mathcal N(\mu,\operatorname{diag}\sigma^2)` is known.
+    r"""A function :math:`f(z)=\sum_j g(z_j)` whose expectation under
+    :math:`\mathcal N(\mu,\operatorname{diag}\sigma^2)` is known.
 
     ``f`` maps one point z (d,) to a scalar (JAX, differentiable); ``g_np`` is the elementwise ``g`` in
     NumPy (for quadrature). ``expectation(mean, std)`` returns :math:`\mathbb E[f]`; ``grad_mean`` and
@@ -72,7 +76,8 @@ def _np(a):
 
 
 def square() -> GaussianTestFunction:
-    r""":math:`f(z)=\sum_j z_j^2`: :math:`\mathbb E f=\sum_j \mu_j^2+\sigma_j^2`, gradients :math:`2\mu` and :math:`2\sigma^2`."""
+    r""":math:`f(z)=\sum_j z_j^2`: :math:`\mathbb E f=\sum_j \mu_j^2+\sigma_j^2`, gradients :math:`2\mu` and
+    :math:`2\sigma^2`."""
     return GaussianTestFunction(
         name="z^2",
         f=lambda z: jnp.sum(jnp.square(z)),
@@ -84,7 +89,8 @@ def square() -> GaussianTestFunction:
 
 
 def sine() -> GaussianTestFunction:
-    r""":math:`f(z)=\sum_j\sin z_j`: :math:`\mathbb E\sin z=\sin\mu\,e^{-\sigma^2/2}` (the imaginary part of :math:`\mathbb E e^{iz}`)."""
+    r""":math:`f(z)=\sum_j\sin z_j`: :math:`\mathbb E\sin z=\sin\mu\,e^{-\sigma^2/2}` (the imaginary part of
+    :math:`\mathbb E e^{iz}`)."""
     def e(m, s):
         return np.sin(_np(m)) * np.exp(-0.5 * _np(s) ** 2)
 
@@ -99,7 +105,8 @@ def sine() -> GaussianTestFunction:
 
 
 def exponential(a: float) -> GaussianTestFunction:
-    r""":math:`f(z)=\sum_j e^{a z_j}`: :math:`\mathbb E e^{az}=e^{a\mu+a^2\sigma^2/2}` (the moment-generating function)."""
+    r""":math:`f(z)=\sum_j e^{a z_j}`: :math:`\mathbb E e^{az}=e^{a\mu+a^2\sigma^2/2}` (the moment-generating
+    function)."""
     a = float(a)
 
     def e(m, s):
@@ -116,7 +123,8 @@ def exponential(a: float) -> GaussianTestFunction:
 
 
 def gaussian_expectation_quad(g_np: Callable, mean: float, std: float) -> float:
-    r""":math:`\mathbb E_{z\sim\mathcal N(\mu,\sigma^2)}[g(z)]` for scalar :math:`\mu,\sigma` by adaptive quadrature (scipy).
+    r""":math:`\mathbb E_{z\sim\mathcal N(\mu,\sigma^2)}[g(z)]` for scalar :math:`\mu,\sigma` by adaptive
+    quadrature (scipy).
 
     Integrates :math:`g(\mu+\sigma t)\,\varphi(t)` over :math:`t\in[-12, 12]` (the rest of the mass is
     below :math:`10^{-32}`); an independent check of closed-form expectations.
@@ -132,7 +140,8 @@ def gaussian_expectation_quad(g_np: Callable, mean: float, std: float) -> float:
     return value
 
 
-def finite_difference_grad(fun: Callable, mean: float, std: float, h: float = 1e-4):
+def finite_difference_grad(fun: Callable[[float, float], float], mean: float, std: float,
+                           h: float = 1e-4) -> tuple[float, float]:
     r"""Central differences of a scalar ``fun(mean, std)`` with respect to :math:`\mu` and :math:`\log\sigma`.
 
     Returns ``(d/dmean, d/dlog_std)``; the error is :math:`O(h^2)` plus rounding of ``fun``'s value.
@@ -157,7 +166,7 @@ def _check_gaussian(mean, cov, name):
     return mean, cov
 
 
-def gaussian_kl(mean_q, cov_q, mean_p, cov_p):
+def gaussian_kl(mean_q: ArrayLike, cov_q: ArrayLike, mean_p: ArrayLike, cov_p: ArrayLike) -> np.ndarray | float:
     r""":math:`\mathrm{KL}\big(\mathcal N(\mu_q,\Sigma_q)\,\|\,\mathcal N(\mu_p,\Sigma_p)\big)` in float64, nats.
 
     .. math::
@@ -177,7 +186,7 @@ def gaussian_kl(mean_q, cov_q, mean_p, cov_p):
     return 0.5 * (trace + maha - k + logdet)
 
 
-def gaussian_chi2(mean_p, cov_p, mean_q, cov_q) -> float:
+def gaussian_chi2(mean_p: ArrayLike, cov_p: ArrayLike, mean_q: ArrayLike, cov_q: ArrayLike) -> float:
     r""":math:`\chi^2(p\,\|\,q) = \int p(z)^2/q(z)\,dz - 1` for Gaussians p and q (float64).
 
     It is the variance of the importance weight :math:`p/q` under q. With precisions
@@ -208,7 +217,8 @@ def gaussian_chi2(mean_p, cov_p, mean_q, cov_q) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-def iwae_repeats(model, x, key, ks, repeats: int, *, chunk_size: int = 256) -> list[np.ndarray]:
+def iwae_repeats(model: nnx.Module, x: ArrayLike, key: jax.Array, ks: Sequence[int] | np.ndarray, repeats: int, *,
+                 chunk_size: int = 256) -> list[np.ndarray]:
     r"""Independent estimates of the importance-weighted bound :math:`\mathcal L_K(x)` for one input, for several K.
 
     Draws :math:`K_{\max}=\max(ks)` log importance weights per repeat with
@@ -250,7 +260,8 @@ class VarianceEstimate(NamedTuple):
     stderr: np.ndarray
 
 
-def estimator_variance(kind: str, f, key, mean, log_std, *, num_samples: int, repeats: int,
+def estimator_variance(kind: str, f: Callable[[jax.Array], jax.Array], key: jax.Array, mean: ArrayLike,
+                       log_std: ArrayLike, *, num_samples: int, repeats: int,
                        baseline: float = 0.0) -> VarianceEstimate:
     r"""Variance of the ``num_samples``-sample gradient estimate over ``repeats`` independent runs.
 
@@ -280,7 +291,7 @@ def estimator_variance(kind: str, f, key, mean, log_std, *, num_samples: int, re
     return VarianceEstimate(var, np.sqrt(np.maximum(m4 - var**2, 0.0) / repeats))
 
 
-def square_grad_variance(kind: str, mean, std, baseline: float = 0.0) -> np.ndarray:
+def square_grad_variance(kind: str, mean: ArrayLike, std: ArrayLike, baseline: float = 0.0) -> np.ndarray:
     r"""Closed-form variance of one-sample gradient estimates for :math:`f(z)=\sum_j z_j^2`, shape (2, d).
 
     With :math:`c=\mathbb E f - b` and :math:`V_j=\sum_{i\ne j}(4\mu_i^2\sigma_i^2+2\sigma_i^4)` (the

@@ -20,7 +20,7 @@ check that the last stages are ``model.encode`` / ``model.decode`` exactly.
 from __future__ import annotations
 
 import math
-
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -28,10 +28,12 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
+from jax.typing import ArrayLike
 
 from vae_book import distributions as D
 from vae_book.plotting import axes_row
 from vae_book._checks import check_array, check_key, check_positive_int
+from vae_book.models.base import VAE
 from vae_book.models.transformer import TransformerConfig, TransformerVAE, patchify
 
 __all__ = [
@@ -65,7 +67,8 @@ def _with_notes(arrays: dict, notes: dict) -> list[Stage]:
     return [Stage(name, value, notes.get(name, "")) for name, value in arrays.items()]
 
 
-def encoder_stages(model: TransformerVAE, x: jax.Array, *, position_embedding: jax.Array | float | None = None) -> list[Stage]:
+def encoder_stages(model: TransformerVAE, x: jax.Array, *,
+                   position_embedding: jax.Array | float | None = None) -> list[Stage]:
     r"""The encoder :math:`q_\phi(z\mid x)` of ``model`` stage by stage on images ``x``, with a note per stage.
 
     The arrays are the model's own forward pass,
@@ -107,7 +110,8 @@ def encoder_stages(model: TransformerVAE, x: jax.Array, *, position_embedding: j
     return _with_notes(arrays, notes)
 
 
-def decoder_stages(model: TransformerVAE, z: jax.Array, *, position_embedding: jax.Array | float | None = None) -> list[Stage]:
+def decoder_stages(model: TransformerVAE, z: jax.Array, *,
+                   position_embedding: jax.Array | float | None = None) -> list[Stage]:
     r"""The decoder :math:`p_\theta(x\mid z)` of ``model`` stage by stage on codes ``z`` ``(B, z_dim)``, with notes.
 
     The arrays are the model's own forward pass,
@@ -143,7 +147,7 @@ def decoder_stages(model: TransformerVAE, z: jax.Array, *, position_embedding: j
     return _with_notes(arrays, notes)
 
 
-def format_stages(stages) -> str:
+def format_stages(stages: list[Stage] | tuple[Stage, ...]) -> str:
     """A text table of ``stages`` (a list of :class:`Stage`): name, shape, dtype and note, one per line."""
     if not isinstance(stages, (list, tuple)) or not all(isinstance(s, Stage) for s in stages):
         raise ValueError("`stages` must be a list of Stage, as returned by encoder_stages / decoder_stages.")
@@ -201,7 +205,7 @@ def abstract_model(config: TransformerConfig) -> TransformerVAE:
     return nnx.eval_shape(lambda: TransformerVAE(config, rngs=nnx.Rngs(0)))
 
 
-def position_similarity(embedding) -> np.ndarray:
+def position_similarity(embedding: ArrayLike) -> np.ndarray:
     r"""Cosine similarity between all pairs of position vectors: ``(N, dim)`` -> ``(N, N)`` in [-1, 1].
 
     Entry ``(k, l)`` is :math:`\langle e_k, e_l\rangle / (\lVert e_k\rVert\,\lVert e_l\rVert)`, computed in float64.
@@ -214,7 +218,8 @@ def position_similarity(embedding) -> np.ndarray:
     return np.clip(u @ u.T, -1.0, 1.0)
 
 
-def plot_position_channels(embedding: np.ndarray, grid: tuple[int, int], channels, axes=None) -> plt.Figure:
+def plot_position_channels(embedding: np.ndarray, grid: tuple[int, int], channels: Iterable[int],
+                           axes: Sequence[plt.Axes] | None = None) -> plt.Figure:
     """Draw channels of a position embedding as images over the patch grid.
 
     Args:
@@ -251,7 +256,8 @@ def plot_position_channels(embedding: np.ndarray, grid: tuple[int, int], channel
     return axes[0].figure
 
 
-def gaussian_decoder_residuals(model, images: np.ndarray, key: jax.Array, *, batch_size: int = 250) -> tuple[np.ndarray, np.ndarray]:
+def gaussian_decoder_residuals(model: VAE, images: np.ndarray, key: jax.Array, *,
+                               batch_size: int = 250) -> tuple[np.ndarray, np.ndarray]:
     r"""Per-pixel decoder variance and squared error of a Gaussian decoder with learned sigma.
 
     For each image ``x`` draw one code :math:`z\sim q_\phi(z\mid x)` (as training does), decode it to

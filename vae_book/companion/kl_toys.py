@@ -13,12 +13,15 @@ Everything is in nats; a Gaussian is given by ``mean`` and ``log_std`` = :math:`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.typing import ArrayLike
 
 from vae_book import distributions as D
 from vae_book._checks import check_array, check_positive_int
@@ -40,7 +43,7 @@ __all__ = [
 BIMODAL = dict(weights=(0.6, 0.4), means=(-2.0, 2.0), stds=(0.7, 0.7))
 
 
-def mixture_log_density(x, weights, means, stds):
+def mixture_log_density(x: ArrayLike, weights: ArrayLike, means: ArrayLike, stds: ArrayLike) -> jax.Array:
     r""":math:`\log\sum_j \pi_j\,\mathcal N(x;\mu_j,\sigma_j^2)` elementwise in ``x`` (nats)."""
     x = jnp.asarray(x, jnp.float32)
     w, m, s = (jnp.asarray(v, jnp.float32) for v in (weights, means, stds))
@@ -48,7 +51,7 @@ def mixture_log_density(x, weights, means, stds):
     return jax.scipy.special.logsumexp(comp, axis=-1)
 
 
-def mixture_moments(weights, means, stds):
+def mixture_moments(weights: ArrayLike, means: ArrayLike, stds: ArrayLike) -> tuple[float, float]:
     r"""Mean and standard deviation of a 1-D Gaussian mixture (exact).
 
     :math:`\mathbb E[x]=\sum_j\pi_j\mu_j`, :math:`\mathbb E[x^2]=\sum_j\pi_j(\sigma_j^2+\mu_j^2)`.
@@ -59,8 +62,9 @@ def mixture_moments(weights, means, stds):
     return mean, math.sqrt(var)
 
 
-def grid_kl(log_p, log_q, dx):
-    r""":math:`\mathrm{KL}(p\,\|\,q)\approx\sum_i p(x_i)\,(\log p(x_i) - \log q(x_i))\,\Delta x` on a uniform grid.
+def grid_kl(log_p: ArrayLike, log_q: ArrayLike, dx: ArrayLike) -> jax.Array:
+    r""":math:`\mathrm{KL}(p\,\|\,q)\approx\sum_i p(x_i)\,(\log p(x_i) - \log q(x_i))\,\Delta x` on a uniform
+    grid.
 
     Args:
         log_p, log_q: log-densities on the same grid points, shape (N,). dx: grid spacing.
@@ -94,8 +98,8 @@ def _fit_scan(params, log_target, grid, direction, steps, learning_rate):
     return params, value, jnp.linalg.norm(g), history
 
 
-def fit_gaussian_kl(log_target, grid, direction: str, init_mean: float, init_log_std: float, *,
-                    steps: int = 1500, learning_rate: float = 0.05):
+def fit_gaussian_kl(log_target: ArrayLike, grid: ArrayLike, direction: str, init_mean: float, init_log_std: float, *,
+                    steps: int = 1500, learning_rate: float = 0.05) -> dict[str, Any]:
     r"""Fit :math:`q=\mathcal N(m, e^{2s})` to a 1-D target by minimising a KL on a grid with Adam.
 
     Both KLs are computed with :func:`grid_kl` on the grid (which must cover both densities) and
@@ -122,7 +126,8 @@ def fit_gaussian_kl(log_target, grid, direction: str, init_mean: float, init_log
                 grad_norm=float(gnorm), history=np.asarray(history))
 
 
-def kl_landscape(log_target, grid, direction: str, means, log_stds):
+def kl_landscape(log_target: ArrayLike, grid: ArrayLike, direction: str, means: ArrayLike,
+                 log_stds: ArrayLike) -> np.ndarray:
     r"""The grid KL of :func:`fit_gaussian_kl` on a mesh of parameters: array (len(log_stds), len(means))."""
     if direction not in ("forward", "reverse"):
         raise ValueError(f"`direction` must be 'forward' or 'reverse', got {direction!r}.")
@@ -134,8 +139,9 @@ def kl_landscape(log_target, grid, direction: str, means, log_stds):
     return np.asarray(f(params)).reshape(mm.shape)
 
 
-def kl_log_var_slip(mean, log_std):
-    r"""**Deliberately wrong**: the closed-form KL to N(0, 1) fed :math:`\log\sigma` where it wants :math:`\log\sigma^2`.
+def kl_log_var_slip(mean: ArrayLike, log_std: ArrayLike) -> jax.Array:
+    r"""**Deliberately wrong**: the closed-form KL to N(0, 1) fed :math:`\log\sigma` where it wants
+    :math:`\log\sigma^2`.
 
     The log-variance formula :math:`\tfrac12(e^{v} + \mu^2 - 1 - v)` with :math:`v=\log\sigma^2`
     evaluated at :math:`v = s = \log\sigma` gives :math:`\tfrac12(e^{s} + \mu^2 - 1 - s)`
@@ -149,8 +155,10 @@ def kl_log_var_slip(mean, log_std):
     return D.kl_to_standard_normal(mean, 0.5 * jnp.asarray(log_std))
 
 
-def linear_1d_neg_elbo(mean, log_std, x, w: float, tau: float, kl_fn=D.kl_to_standard_normal):
-    r"""Negative ELBO of the 1-D model :math:`z\sim\mathcal N(0,1)`, :math:`x\mid z\sim\mathcal N(wz,\tau^2)`, in closed form.
+def linear_1d_neg_elbo(mean: ArrayLike, log_std: ArrayLike, x: ArrayLike, w: float, tau: float,
+                       kl_fn: Callable[[ArrayLike, ArrayLike], jax.Array] = D.kl_to_standard_normal) -> jax.Array:
+    r"""Negative ELBO of the 1-D model :math:`z\sim\mathcal N(0,1)`, :math:`x\mid z\sim\mathcal N(wz,\tau^2)`,
+    in closed form.
 
     With :math:`q=\mathcal N(\mu,\sigma^2)`:
 
@@ -168,12 +176,12 @@ def linear_1d_neg_elbo(mean, log_std, x, w: float, tau: float, kl_fn=D.kl_to_sta
     return kl_fn(mean, log_std) - recon
 
 
-def exact_posterior_std(a):
+def exact_posterior_std(a: ArrayLike) -> np.ndarray | float:
     r"""Posterior standard deviation :math:`1/\sqrt{1+a}` of the 1-D linear-Gaussian model, :math:`a = w^2/\tau^2`."""
     return 1.0 / np.sqrt(1.0 + np.asarray(a, np.float64))
 
 
-def slip_optimal_std(a):
+def slip_optimal_std(a: ArrayLike) -> np.ndarray | float:
     r"""The :math:`\sigma` that minimises the negative ELBO with the slipped KL: :math:`(\sqrt{1+8a}-1)/(4a)`."""
     a = np.asarray(a, np.float64)
     return (np.sqrt(1.0 + 8.0 * a) - 1.0) / (4.0 * a)

@@ -18,11 +18,16 @@ Chapter 9 (the balancing act).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+from jax.typing import ArrayLike
 from matplotlib.patches import Patch
 
 from vae_book import evaluation, latent
@@ -30,6 +35,10 @@ from vae_book._checks import check_array, check_images, check_positive_int
 from vae_book.data import batch_slices
 from vae_book.plotting import axes_row, image_grid
 from vae_book.profiles import Profile, get_profile
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
 
 __all__ = [
     "BetaPoint",
@@ -128,7 +137,7 @@ class BetaSweep:
             grids.append(image_grid(imgs, ncols=ncols, pad=2, pad_value=1.0))
         return np.stack(grids)
 
-    def table(self):
+    def table(self) -> pd.DataFrame:
         """A :class:`pandas.DataFrame`: beta, rate, distortion, ELBO (nats per image), active units."""
         import pandas as pd
 
@@ -141,9 +150,9 @@ class BetaSweep:
         })
 
 
-def beta_sweep(betas=None, *, profile: Profile | None = None, steps: int | None = None,
+def beta_sweep(betas: Iterable[float] | None = None, *, profile: Profile | None = None, steps: int | None = None,
                likelihood: str = "bernoulli", z_dim: int = 20, hidden: int = 500, num_images: int = 8,
-               num_samples: int = 16, num_mc: int = 4, seed: int = 0, cache=True,
+               num_samples: int = 16, num_mc: int = 4, seed: int = 0, cache: bool | str | os.PathLike = True,
                progress: bool = True) -> BetaSweep:
     r"""Train the MLP VAE of :func:`vae_book.runs.train` (``"mlp"``) once per beta and measure each run.
 
@@ -199,8 +208,10 @@ def beta_sweep(betas=None, *, profile: Profile | None = None, steps: int | None 
 # --------------------------------------------------------------------------------------------------
 
 
-def posterior_weights(model, train_images, z, *, batch_size: int = 500, chunk: int = 64):
-    r"""Weights :math:`w_i(z) = q(z\mid x_i) / \sum_j q(z\mid x_j)` of the training images at codes ``z``; weighted means.
+def posterior_weights(model: nnx.Module, train_images: ArrayLike, z: ArrayLike, *, batch_size: int = 500,
+                      chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    r"""Weights :math:`w_i(z) = q(z\mid x_i) / \sum_j q(z\mid x_j)` of the training images at codes ``z``;
+    weighted means.
 
     For a *fixed* encoder, the decoder mean that maximises the average reconstruction term
     :math:`\frac1N\sum_i\mathbb E_{q(z\mid x_i)}[\log p(x_i\mid z)]` — for a Gaussian or a Bernoulli
@@ -252,8 +263,10 @@ def _check_runs(betas, per_unit: dict, per_run: dict):
     return out
 
 
-def plot_active_units(ax, betas, unit_variances, rates, *, thresholds=(0.01,), z_dim: int | None = None):
-    """Active units for each threshold on Var_x(E_q[z_u]) (left axis) and rate (right axis) against beta (log axis).
+def plot_active_units(ax: Axes, betas: ArrayLike, unit_variances: ArrayLike, rates: ArrayLike, *,
+                      thresholds: Sequence[float] = (0.01,), z_dim: int | None = None) -> Axes:
+    """Active units for each threshold on Var_x(E_q[z_u]) (left axis) and rate (right axis) against beta
+    (log axis).
 
     Args:
         betas: (P,) the KL weights of the runs (positive: the axis is logarithmic).
@@ -289,7 +302,8 @@ def plot_active_units(ax, betas, unit_variances, rates, *, thresholds=(0.01,), z
     return ax
 
 
-def plot_kl_per_dim(axes, betas, kl_per_dim, unit_variances, rates, *, thresholds=(0.01, 0.1)):
+def plot_kl_per_dim(axes: Sequence[Axes] | None, betas: ArrayLike, kl_per_dim: ArrayLike, unit_variances: ArrayLike,
+                    rates: ArrayLike, *, thresholds: tuple[float, float] = (0.01, 0.1)) -> Sequence[Axes] | np.ndarray:
     """Bars of the KL of each latent dimension (sorted, largest first), one panel per run.
 
     Args:

@@ -16,17 +16,24 @@ Everything is in nats. The figure takes the study's plain arrays and returns the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from vae_book import distributions as D
 from vae_book._checks import check_array, check_positive_int
 from vae_book.models.linear import LinearGaussianModel
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "CURVE_NOISE_STD",
@@ -50,7 +57,7 @@ __all__ = [
 CURVE_NOISE_STD = 0.15
 
 
-def curve_mean(z):
+def curve_mean(z: ArrayLike) -> jax.Array:
     r"""The curve model's decoder mean :math:`f(z) = (2\sin 1.2z,\ 0.8z)`: shape (...) -> (..., 2)."""
     z = jnp.asarray(z, jnp.float32)
     return jnp.stack([2.0 * jnp.sin(1.2 * z), 0.8 * z], axis=-1)
@@ -67,8 +74,8 @@ def _curve_log_marginal_chunk(x, noise_std, z_max, num_z):
     return jax.scipy.special.logsumexp(log_lik + log_prior, axis=1)
 
 
-def curve_log_marginal(x, noise_std: float = CURVE_NOISE_STD, *, z_max: float = 6.0,
-                       num_z: int = 601, chunk_size: int = 2048):
+def curve_log_marginal(x: ArrayLike, noise_std: float = CURVE_NOISE_STD, *, z_max: float = 6.0,
+                       num_z: int = 601, chunk_size: int = 2048) -> jax.Array:
     r""":math:`\log p(x) = \log\int\mathcal N(x; f(z), \sigma^2 I)\,\mathcal N(z;0,1)\,dz` by quadrature.
 
     The trapezoid rule on ``num_z`` equally spaced points of :math:`[-z_{\max}, z_{\max}]`. The
@@ -92,7 +99,10 @@ def curve_log_marginal(x, noise_std: float = CURVE_NOISE_STD, *, z_max: float = 
     return jnp.concatenate(out)
 
 
-def bin_probabilities(log_density, edges_x, edges_y, sub: int = 4, *, return_fine: bool = False):
+def bin_probabilities(
+    log_density: Callable[[np.ndarray], ArrayLike], edges_x: ArrayLike, edges_y: ArrayLike, sub: int = 4, *,
+    return_fine: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     r"""Probability of each rectangular bin under a 2-D density, by the midpoint rule.
 
     Each bin is split into ``sub x sub`` cells and the density is evaluated at the cell centres.
@@ -117,7 +127,8 @@ def bin_probabilities(log_density, edges_x, edges_y, sub: int = 4, *, return_fin
     return (probs, cx, cy, dens) if return_fine else probs
 
 
-def histogram_tv(samples, probs, edges_x, edges_y, *, seed: int = 0, repeats: int = 200):
+def histogram_tv(samples: ArrayLike, probs: ArrayLike, edges_x: ArrayLike, edges_y: ArrayLike, *, seed: int = 0,
+                 repeats: int = 200) -> tuple[float, float, float]:
     r"""Total variation between a 2-D histogram of ``samples`` and the bin probabilities ``probs``.
 
     .. math::
@@ -182,8 +193,8 @@ def _linear_params(model: LinearGaussianModel):
             float(np.exp(np.asarray(model.log_sigma[...], np.float64))))
 
 
-def prior_mc_log_marginal(model: LinearGaussianModel, x, rng, num_samples: int, *,
-                          chunk_size: int = 20_000):
+def prior_mc_log_marginal(model: LinearGaussianModel, x: ArrayLike, rng: np.random.Generator | int, num_samples: int,
+                          *, chunk_size: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
     r"""Estimate :math:`\log p(x)` by averaging the likelihood over samples from the **prior**.
 
     .. math::
@@ -194,7 +205,8 @@ def prior_mc_log_marginal(model: LinearGaussianModel, x, rng, num_samples: int, 
     about :math:`K` when all samples count, 1 when one sample dominates.
 
     Computed in NumPy (no compilation per shape, so a sweep over many latent sizes is fast; the
-    samples are float32, the sums float64), with :math:`\lVert x-b-Wz\rVert^2 = \lVert r\rVert^2 - 2(W^\top r)\cdot z + z^\top W^\top W z`,
+    samples are float32, the sums float64), with
+    :math:`\lVert x-b-Wz\rVert^2 = \lVert r\rVert^2 - 2(W^\top r)\cdot z + z^\top W^\top W z`,
     :math:`r = x-b`, so the cost is :math:`O(K d^2)` and memory :math:`O(B\cdot\text{chunk})`.
 
     Args:
@@ -223,7 +235,7 @@ def prior_mc_log_marginal(model: LinearGaussianModel, x, rng, num_samples: int, 
     return lse - math.log(num_samples), np.exp(2.0 * lse - lse2)
 
 
-def prior_chi2(model: LinearGaussianModel, x):
+def prior_chi2(model: LinearGaussianModel, x: ArrayLike) -> np.ndarray:
     r"""Exact :math:`\log(1+\chi^2)` of the prior-sampling weights, for each point x.
 
     .. math::
@@ -247,7 +259,7 @@ def prior_chi2(model: LinearGaussianModel, x):
     return log_m2 - 2.0 * log_p
 
 
-def prior_mc_study(dims, *, num_samples: int, num_points: int = 4, repeats: int = 8,
+def prior_mc_study(dims: Sequence[int] | np.ndarray, *, num_samples: int, num_points: int = 4, repeats: int = 8,
                    weight_scale: float = 2.0, noise_std: float = 0.5, seed: int = 0) -> dict:
     r"""Error of the prior Monte-Carlo estimate of :math:`\log p(x)` as the latent dimension grows.
 
@@ -284,8 +296,9 @@ def _log2_ticks(ax, dims):
     ax.xaxis.set_minor_locator(NullLocator())
 
 
-def plot_prior_mc_study(study: dict, axes=None):
-    """Two panels: the absolute error of the prior estimate vs d (median and 10-90 % range), and the ESS vs d.
+def plot_prior_mc_study(study: dict, axes: Sequence[Axes] | np.ndarray | None = None) -> Figure:
+    """Two panels: the absolute error of the prior estimate vs d (median and 10-90 % range), and the ESS
+    vs d.
 
     Returns the Figure.
     """

@@ -12,7 +12,7 @@ from pathlib import Path
 __all__ = ["data_cache"]
 
 
-def data_cache(cache_dir, subdir: str) -> Path:
+def data_cache(cache_dir: str | os.PathLike | None, subdir: str) -> Path:
     """The folder where a downloaded data set keeps its files.
 
     ``cache_dir`` itself when given; else ``$VAE_BOOK_DATA_CACHE/<subdir>`` when that environment

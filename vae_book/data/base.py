@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from jax.typing import ArrayLike
 
 from vae_book._checks import as_float_images, check_array, check_positive_int
 from vae_book._checks import check_seed
@@ -140,15 +141,15 @@ def batch_slices(n: int, batch_size: int) -> list[slice]:
 
 
 def batches(
-    images,
+    images: ArrayLike,
     batch_size: int,
     *,
     seed: int = 0,
     epochs: int | None = None,
     drop_remainder: bool = True,
-    labels=None,
+    labels: ArrayLike | None = None,
     start: int = 0,
-) -> Iterator:
+) -> Iterator[np.ndarray] | Iterator[tuple[np.ndarray, np.ndarray]]:
     """Shuffled mini-batches, epoch after epoch.
 
     Each epoch uses a fresh permutation from ``np.random.default_rng([seed, epoch])``, so the order
@@ -228,7 +229,7 @@ def _batch_generator(images, labels, batch_size, seed, epochs, stop, skip=0):
         epoch, offset = epoch + 1, 0
 
 
-def binarize(images, seed: int | None = None) -> np.ndarray:
+def binarize(images: ArrayLike, seed: int | None = None) -> np.ndarray:
     """Turn grey levels in [0, 1] into binary {0, 1} images.
 
     A Bernoulli likelihood ``prod p^x (1-p)^(1-x)`` is a probability only for ``x`` in {0, 1}; on

@@ -99,7 +99,7 @@ def _load_image(path: Path, size: int, uint8: bool = False) -> np.ndarray:
 
 
 def image_folder(
-    path=None,
+    path: str | os.PathLike | None = None,
     size: int = 64,
     test_fraction: float = 0.05,
     max_images: int | None = None,

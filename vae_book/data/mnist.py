@@ -11,6 +11,7 @@ import functools
 import gzip
 import hashlib
 import io
+import os
 import re
 from pathlib import Path
 
@@ -166,7 +167,7 @@ def _read_idx(path) -> np.ndarray:
 
 
 def mnist(
-    cache_dir=None,
+    cache_dir: str | os.PathLike | None = None,
     base_url: str = MNIST_BASE_URL,
     files: dict[str, str] = MNIST_FILES,
     progress: bool = False,

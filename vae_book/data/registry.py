@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from vae_book.data.base import Dataset
 from vae_book.data.folder import image_folder
 from vae_book.data.mnist import mnist, mnist5k
@@ -13,7 +15,7 @@ __all__ = ["DATASETS", "load_dataset"]
 DATASETS = ("mnist5k", "shapes", "mnist", "image_folder")
 
 
-def load_dataset(name: str, **kwargs) -> Dataset:
+def load_dataset(name: str, **kwargs: Any) -> Dataset:
     """Load a data set by name.
 
     Parameters

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.typing import DTypeLike
 
 from vae_book._checks import check_positive_int
 
@@ -26,8 +27,9 @@ __all__ = ["TransformerBlock", "BlockStack", "REMAT_POLICY", "scan_blocks", "att
 _CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 
 
-def attention_implementation(dtype, backend: str | None = None) -> str:
-    """The ``implementation=`` the blocks pass to :func:`jax.nn.dot_product_attention`: the one place it is chosen.
+def attention_implementation(dtype: DTypeLike, backend: str | None = None) -> str:
+    """The ``implementation=`` the blocks pass to :func:`jax.nn.dot_product_attention`: the one place it is
+    chosen.
 
     ``"cudnn"`` (the fused flash-attention kernel) when ``backend`` is ``"gpu"`` / ``"cuda"`` and the
     compute ``dtype`` is bfloat16 or float16; ``"xla"`` otherwise (CPU, TPU, or float32 anywhere:
@@ -73,7 +75,8 @@ class TransformerBlock(nnx.Module):
     for those ``n`` tokens only (the encoder's last block, whose other outputs nobody reads).
     """
 
-    def __init__(self, hidden: int, heads: int, mlp_ratio: int, dtype=jnp.float32, *, rngs: nnx.Rngs):
+    def __init__(self, hidden: int, heads: int, mlp_ratio: int, dtype: DTypeLike = jnp.float32, *,
+                 rngs: nnx.Rngs) -> None:
         self.heads = heads
         self.norm1 = nnx.LayerNorm(hidden, dtype=dtype, rngs=rngs)
         self.qkv = nnx.Linear(hidden, 3 * hidden, dtype=dtype, rngs=rngs)
@@ -152,7 +155,8 @@ class BlockStack(nnx.Module):
     Shapes: ``(B, T, hidden)`` -> ``(B, T, hidden)``.
     """
 
-    def __init__(self, depth: int, hidden: int, heads: int, mlp_ratio: int, dtype=jnp.float32, *, rngs: nnx.Rngs):
+    def __init__(self, depth: int, hidden: int, heads: int, mlp_ratio: int, dtype: DTypeLike = jnp.float32, *,
+                 rngs: nnx.Rngs) -> None:
         self.depth = depth
 
         @nnx.split_rngs(splits=depth)

@@ -108,8 +108,9 @@ class VAEConfig:
         return 2 * c if self.likelihood == "gaussian" and self.decoder_log_std is None else c
 
 
-def check_compute_dtype(dtype, name: str = "dtype") -> str:
-    """Return ``dtype`` if it names one of :data:`COMPUTE_DTYPES`; raise a ``ValueError`` naming ``name`` otherwise.
+def check_compute_dtype(dtype: object, name: str = "dtype") -> str:
+    """Return ``dtype`` if it names one of :data:`COMPUTE_DTYPES`; raise a ``ValueError`` naming ``name``
+    otherwise.
 
     The compute dtype is that of the matrix products and activations; parameters, optimiser state,
     softmax, LayerNorm statistics and the loss stay float32 whatever it is.
@@ -120,7 +121,7 @@ def check_compute_dtype(dtype, name: str = "dtype") -> str:
     return dtype
 
 
-def set_config(module: nnx.Module, config, kind: type) -> None:
+def set_config(module: nnx.Module, config: object, kind: type) -> None:
     """Set ``module.config`` after checking that ``config`` is a ``kind`` (the family's config class)."""
     if not isinstance(config, kind):
         raise ValueError(f"`config` must be a {kind.__name__}, got {type(config).__name__} {config!r}"[:300] + ".")
@@ -252,7 +253,7 @@ class VAE(nnx.Module):
         z = D.sample_diag_gaussian(key, mean, log_std)
         return VAEOutput(mean, log_std, z, self.decode(z))
 
-    def log_likelihood(self, x: jax.Array, decoded) -> jax.Array:
+    def log_likelihood(self, x: jax.Array, decoded: jax.Array | tuple[jax.Array, jax.Array]) -> jax.Array:
         r""":math:`\log p_\theta(x\mid z)` summed over pixels: shape (batch,), nats per image.
 
         ``decoded`` is what :meth:`decode` returned for the codes of ``x``; ``x`` is checked like an
@@ -266,13 +267,13 @@ class VAE(nnx.Module):
             per_pixel = D.gaussian_log_prob(x, mean, log_std)
         return jnp.sum(per_pixel.reshape(per_pixel.shape[0], -1), axis=-1)
 
-    def mean_image(self, decoded) -> jax.Array:
+    def mean_image(self, decoded: jax.Array | tuple[jax.Array, jax.Array]) -> jax.Array:
         """The mean of p(x|z) as displayable images in [0, 1], shape (batch, H, W, C)."""
         if self.likelihood == "bernoulli":
             return jax.nn.sigmoid(decoded)
         return jnp.clip(decoded[0], 0.0, 1.0)
 
-    def decoder_std(self, decoded) -> jax.Array | None:
+    def decoder_std(self, decoded: jax.Array | tuple[jax.Array, jax.Array]) -> jax.Array | None:
         """Per-pixel decoder sigma (batch, H, W, C) for Gaussian likelihoods; None for Bernoulli."""
         if self.likelihood == "bernoulli":
             return None

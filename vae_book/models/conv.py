@@ -92,7 +92,8 @@ class ConvConfig(VAEConfig):
                 f"({stages} stride-2 stages), got image_shape={self.image_shape}; use fewer `channels` "
                 f"stages or resize the images."
             )
-        if isinstance(self.kernel_size, bool) or not isinstance(self.kernel_size, int) or self.kernel_size not in (3, 4):
+        if (isinstance(self.kernel_size, bool) or not isinstance(self.kernel_size, int)
+                or self.kernel_size not in (3, 4)):
             raise ValueError(f"`kernel_size` must be 3 or 4, got {self.kernel_size!r}.")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"`activation` must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}.")
@@ -128,7 +129,7 @@ class ConvVAE(VAE):
     See :class:`ConvConfig` for the sizes and the module docstring for the layer stack.
     """
 
-    def __init__(self, config: ConvConfig = ConvConfig(), *, rngs: nnx.Rngs):
+    def __init__(self, config: ConvConfig = ConvConfig(), *, rngs: nnx.Rngs) -> None:
         set_config(self, config, ConvConfig)
         c = config
         dt = jnp.dtype(c.dtype)  # compute dtype; parameters stay float32 (param_dtype's default)

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.typing import ArrayLike
 
 from vae_book import distributions as D
 from vae_book._checks import check_array, check_number, check_positive_int, check_seed
@@ -32,7 +33,7 @@ class LinearGaussianModel(nnx.Module):
 
     likelihood = "gaussian"
 
-    def __init__(self, W, b, log_sigma: float, *, seed: int = 0):
+    def __init__(self, W: ArrayLike, b: ArrayLike, log_sigma: float, *, seed: int = 0) -> None:
         W = np.asarray(check_array(W, "W", ndim=2, finite=True), np.float32)
         b = np.asarray(check_array(b, "b", shape=(W.shape[0],), finite=True), np.float32)
         log_sigma = check_number(log_sigma, "log_sigma")
@@ -57,33 +58,33 @@ class LinearGaussianModel(nnx.Module):
     def _check_x(self, x):
         return check_array(x, "x", shape=(None, self.data_dim))
 
-    def encode(self, x):
+    def encode(self, x: ArrayLike) -> tuple[jax.Array, jax.Array]:
         """q(z|x): (mean, log_std), each (batch, k)."""
         x = self._check_x(x)
         mean = x @ self.A[...].T + self.c[...]
         return mean, jnp.broadcast_to(self.s[...], mean.shape)
 
-    def decode(self, z):
+    def decode(self, z: ArrayLike) -> tuple[jax.Array, jax.Array]:
         """p(x|z): (mean, log_std), each (batch, D)."""
         mean = z @ self.W[...].T + self.b[...]
         return mean, jnp.full_like(mean, self.log_sigma[...])
 
-    def log_likelihood(self, x, decoded):
+    def log_likelihood(self, x: ArrayLike, decoded: tuple[jax.Array, jax.Array]) -> jax.Array:
         """log p(x|z) summed over the D dimensions: (batch,) nats."""
         mean, log_std = decoded
         return jnp.sum(D.gaussian_log_prob(x, mean, log_std), axis=-1)
 
-    def decoder_std(self, decoded):
+    def decoder_std(self, decoded: tuple[jax.Array, jax.Array]) -> jax.Array:
         return jnp.exp(decoded[1])
 
-    def log_marginal(self, x):
+    def log_marginal(self, x: ArrayLike) -> jax.Array:
         r"""Exact :math:`\log p(x) = \log\mathcal N(x; b, WW^\top+\sigma^2 I)`: (batch,) nats."""
         x = self._check_x(x)
         W = self.W[...]
         cov = W @ W.T + jnp.exp(2 * self.log_sigma[...]) * jnp.eye(self.data_dim)
         return jax.scipy.stats.multivariate_normal.logpdf(x, self.b[...], cov)
 
-    def posterior(self, x):
+    def posterior(self, x: ArrayLike) -> tuple[jax.Array, jax.Array]:
         r"""Exact posterior p(z|x): ``(mean (batch, k), cov (k, k))``."""
         x = self._check_x(x)
         W, var = self.W[...], jnp.exp(2 * self.log_sigma[...])
@@ -91,7 +92,7 @@ class LinearGaussianModel(nnx.Module):
         mean = (x - self.b[...]) @ W @ cov.T / var
         return mean, cov
 
-    def set_encoder_to_posterior(self):
+    def set_encoder_to_posterior(self) -> None:
         """Set A, c, s so that q(z|x) equals p(z|x); raises if the posterior is not diagonal."""
         W, var = self.W[...], jnp.exp(2 * self.log_sigma[...])
         cov = jnp.linalg.inv(jnp.eye(self.z_dim) + W.T @ W / var)
@@ -124,13 +125,15 @@ class LinearGaussianModel(nnx.Module):
                 jnp.broadcast_to(mean, (*batch, self.z_dim)),
                 jnp.broadcast_to(log_std, (*batch, self.z_dim)))
 
-    def posterior_precision(self):
+    def posterior_precision(self) -> jax.Array:
         r"""Precision of the exact posterior, :math:`\Lambda = I_k + W^\top W/\sigma^2`: (k, k)."""
         W = self.W[...]
         return jnp.eye(self.z_dim) + W.T @ W / jnp.exp(2 * self.log_sigma[...])
 
-    def expected_log_likelihood(self, x, mean=None, log_std=None):
-        r"""Closed-form :math:`\mathbb E_{q}[\log p(x\mid z)]` for :math:`q=\mathcal N(m,\operatorname{diag}e^{2s})`: (batch,) nats.
+    def expected_log_likelihood(self, x: ArrayLike, mean: ArrayLike | None = None,
+                                log_std: ArrayLike | None = None) -> jax.Array:
+        r"""Closed-form :math:`\mathbb E_{q}[\log p(x\mid z)]` for :math:`q=\mathcal N(m,\operatorname{diag}e^{2s})`:
+        (batch,) nats.
 
         .. math::
             -\tfrac D2\log 2\pi - D\log\sigma
@@ -146,7 +149,8 @@ class LinearGaussianModel(nnx.Module):
         sq = jnp.sum(jnp.square(resid), axis=-1) + spread
         return -0.5 * self.data_dim * D.LOG_2PI - self.data_dim * log_sigma - 0.5 * sq * jnp.exp(-2 * log_sigma)
 
-    def analytic_elbo(self, x, mean=None, log_std=None):
+    def analytic_elbo(self, x: ArrayLike, mean: ArrayLike | None = None, log_std: ArrayLike | None = None
+                      ) -> tuple[jax.Array, jax.Array, jax.Array]:
         r"""Closed-form ELBO, no sampling: ``(recon, kl, elbo)``, each (batch,) nats.
 
         ``recon`` is :meth:`expected_log_likelihood`, ``kl`` is :math:`\mathrm{KL}(q\,\|\,\mathcal N(0,I))`
@@ -157,8 +161,10 @@ class LinearGaussianModel(nnx.Module):
         kl = jnp.sum(D.kl_to_standard_normal(mean, log_std), axis=-1)
         return recon, kl, recon - kl
 
-    def kl_to_posterior(self, x, mean=None, log_std=None):
-        r""":math:`\mathrm{KL}\big(q(z\mid x)\,\|\,p(z\mid x)\big)` from a diagonal q to the exact (full-covariance) posterior: (batch,) nats.
+    def kl_to_posterior(self, x: ArrayLike, mean: ArrayLike | None = None,
+                        log_std: ArrayLike | None = None) -> jax.Array:
+        r""":math:`\mathrm{KL}\big(q(z\mid x)\,\|\,p(z\mid x)\big)` from a diagonal q to the exact (full-covariance)
+        posterior: (batch,) nats.
 
         With posterior mean :math:`\mu_x`, precision :math:`\Lambda` and :math:`q=\mathcal N(m, S)`,
         :math:`S=\operatorname{diag}e^{2s}`:
@@ -178,14 +184,14 @@ class LinearGaussianModel(nnx.Module):
         _, logdet = jnp.linalg.slogdet(prec)
         return 0.5 * (trace + maha - self.z_dim - logdet - 2 * jnp.sum(log_std, axis=-1))
 
-    def mutual_information(self):
+    def mutual_information(self) -> jax.Array:
         r"""Mutual information :math:`I(x;z) = \tfrac12\log\det(I_k + W^\top W/\sigma^2)` under the model, in nats.
 
         Equal to the average :math:`\mathrm{KL}(p(z\mid x)\,\|\,p(z))` over :math:`x\sim p(x)`.
         """
         return 0.5 * jnp.linalg.slogdet(self.posterior_precision())[1]
 
-    def sample_data(self, key, n: int):
+    def sample_data(self, key: jax.Array, n: int) -> jax.Array:
         """Draw n points x ~ p(x): (n, D)."""
         n = check_positive_int(n, "n")
         kz, kx = jax.random.split(key)
@@ -193,7 +199,7 @@ class LinearGaussianModel(nnx.Module):
         mean, log_std = self.decode(z)
         return mean + jnp.exp(log_std) * jax.random.normal(kx, mean.shape)
 
-    def sample_data_numpy(self, rng, n: int) -> np.ndarray:
+    def sample_data_numpy(self, rng: np.random.Generator | int, n: int) -> np.ndarray:
         r"""Draw n points :math:`x = Wz + b + \sigma\varepsilon \sim p(x)` with NumPy: (n, D) float32.
 
         The same distribution as :meth:`sample_data`, drawn from a NumPy generator instead of a JAX

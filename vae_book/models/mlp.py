@@ -42,7 +42,7 @@ class MLPConfig(VAEConfig):
 class MLPVAE(VAE):
     """MLP encoder and decoder; see :class:`MLPConfig` for the sizes."""
 
-    def __init__(self, config: MLPConfig = MLPConfig(), *, rngs: nnx.Rngs):
+    def __init__(self, config: MLPConfig = MLPConfig(), *, rngs: nnx.Rngs) -> None:
         set_config(self, config, MLPConfig)
         d = math.prod(config.image_shape)
         out = math.prod(config.image_shape[:2]) * config.out_channels
@@ -72,7 +72,7 @@ class MLPVAE(VAE):
 class MLPAutoencoder(nnx.Module):
     """A deterministic autoencoder: x -> z = encode(x) -> logits = decode(z). Not a generative model."""
 
-    def __init__(self, config: MLPConfig = MLPConfig(z_dim=2), *, rngs: nnx.Rngs):
+    def __init__(self, config: MLPConfig = MLPConfig(z_dim=2), *, rngs: nnx.Rngs) -> None:
         set_config(self, config, MLPConfig)
         d = math.prod(config.image_shape)
         self.enc_hidden = nnx.Linear(d, config.hidden, rngs=rngs)

@@ -249,7 +249,7 @@ class TransformerVAE(VAE):
     is a constant (recomputed from the config, never trained, not in the state).
     """
 
-    def __init__(self, config: TransformerConfig = TransformerConfig(), *, rngs: nnx.Rngs):
+    def __init__(self, config: TransformerConfig = TransformerConfig(), *, rngs: nnx.Rngs) -> None:
         set_config(self, config, TransformerConfig)
         c = config
         dt = jnp.dtype(c.dtype)
@@ -298,7 +298,8 @@ class TransformerVAE(VAE):
             ) from None
         return jnp.broadcast_to(jnp.asarray(pe, jnp.float32), want)
 
-    def encoder_stages(self, x: jax.Array, *, position_embedding: jax.Array | float | None = None) -> dict[str, jax.Array]:
+    def encoder_stages(self, x: jax.Array, *,
+                       position_embedding: jax.Array | float | None = None) -> dict[str, jax.Array]:
         r"""The encoder :math:`q_\phi(z\mid x)` stage by stage; ``encode(x)`` is its last two entries.
 
         Args:
@@ -326,7 +327,8 @@ class TransformerVAE(VAE):
         return {"patch tokens": tokens, "+ position": placed, "with embedding token": seq, "after blocks": h,
                 "summary": summary, **posterior_stages(self.encoder_head(summary))}
 
-    def decoder_stages(self, z: jax.Array, *, position_embedding: jax.Array | float | None = None) -> dict[str, jax.Array]:
+    def decoder_stages(self, z: jax.Array, *,
+                       position_embedding: jax.Array | float | None = None) -> dict[str, jax.Array]:
         r"""The decoder :math:`p_\theta(x\mid z)` stage by stage; ``decode(z)`` is its last entries.
 
         Args:
