@@ -340,8 +340,8 @@ def plot_prior_mc_study(study: dict, axes: Sequence[Axes] | np.ndarray | None = 
     return fig
 
 
-def plot_generator(axes=None, *, num_codes: int = 7, num_noise: int = 60, noise_std: float = CURVE_NOISE_STD,
-                   seed: int = 4) -> np.ndarray:
+def plot_generator(axes: Sequence[Axes] | np.ndarray | None = None, *, num_codes: int = 7, num_noise: int = 60,
+                   noise_std: float = CURVE_NOISE_STD, seed: int = 4) -> np.ndarray:
     r"""Draw the noise-conditioned generator :math:`x = f(z) + \sigma\varepsilon` of the curve model, step by step.
 
     Three panels: (1) ``num_codes`` codes :math:`z_i \sim \mathcal N(0, 1)` on the prior's density;
@@ -361,8 +361,7 @@ def plot_generator(axes=None, *, num_codes: int = 7, num_noise: int = 60, noise_
     import matplotlib.pyplot as plt
     from matplotlib.patches import Circle, ConnectionPatch
 
-    num_codes = check_positive_int(num_codes, "num_codes")
-    num_noise = check_positive_int(num_noise, "num_noise")
+    num_codes, num_noise = check_positive_int(num_codes, "num_codes"), check_positive_int(num_noise, "num_noise")
     if not (isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and noise_std > 0):
         raise ValueError(f"`noise_std` must be a positive number, got {noise_std!r}.")
     if axes is None:
@@ -392,10 +391,9 @@ def plot_generator(axes=None, *, num_codes: int = 7, num_noise: int = 60, noise_
         a3.add_patch(Circle(centres[i], 2 * noise_std, fill=False, color=colours[i], lw=1))
     a3.scatter(centres[:, 0], centres[:, 1], c="k", marker="+", s=30, zorder=3, label="$f(z_i)$")
     a3.set_title(f"3. add noise: $x = f(z) + \\sigma\\varepsilon$, $\\sigma = {noise_std:g}$")
-    a2.legend(loc="upper left", fontsize=8)
-    a3.legend(loc="upper left", fontsize=8)
-    fig = a1.figure
+    for ax in (a2, a3):
+        ax.legend(loc="upper left", fontsize=8)
     for i in range(num_codes):
-        fig.add_artist(ConnectionPatch((z[i], 0.0), centres[i], "data", "data", axesA=a1, axesB=a2,
+        a1.figure.add_artist(ConnectionPatch((z[i], 0.0), centres[i], "data", "data", axesA=a1, axesB=a2,
                                        color=colours[i], lw=0.9, alpha=0.6, arrowstyle="->"))
     return axes
