@@ -199,3 +199,32 @@ def test_evaluate_refuses_incomparable_conventions():
         evaluation.evaluate(gauss, grey + 0.001, jax.random.key(0), name="m", dataset="d", num_samples=2, levels=256)
     with pytest.raises(ValueError, match="evaluations"):
         evaluation.comparison_table([])
+
+
+def test_elbo_per_image_matches_numpy_and_its_mean_is_the_rate_distortion():
+    """Per image: KL in closed form from the encoder, the reconstruction term a NumPy Bernoulli average
+    over the same draws; the means are rate_distortion's (rate, distortion); more draws shrink the
+    spread of the reconstruction term's estimate."""
+    from scipy.special import expit
+
+    model = _tiny_mlp()
+    x = (np.random.default_rng(3).uniform(size=(37, 4, 4, 1)) > 0.5).astype(np.float32)
+    elbo, recon, kl = evaluation.elbo_per_image(model, x, jax.random.key(2), num_samples=3, batch_size=10)
+    assert elbo.shape == recon.shape == kl.shape == (37,) and elbo.dtype == np.float64
+    mean, log_std = (np.asarray(a, np.float64) for a in model.encode(jnp.asarray(x)))
+    np.testing.assert_allclose(kl, 0.5 * (np.exp(2 * log_std) + mean**2 - 1 - 2 * log_std).sum(1), rtol=1e-5)
+    np.testing.assert_allclose(elbo, recon - kl)
+    # with many draws the reconstruction term agrees with an independent NumPy Monte Carlo average
+    big = evaluation.elbo_per_image(model, x, jax.random.key(5), num_samples=400, batch_size=37)[1]
+    rng = np.random.default_rng(0)
+    z = mean[None] + np.exp(log_std)[None] * rng.standard_normal((4000, *mean.shape))
+    logits = np.asarray(model.decode(jnp.asarray(z.reshape(-1, mean.shape[1]), jnp.float32)), np.float64)
+    p = np.clip(expit(logits.reshape(4000, 37, -1)), 1e-12, 1 - 1e-12)
+    xs = x.reshape(1, 37, -1).astype(np.float64)
+    draws = (xs * np.log(p) + (1 - xs) * np.log1p(-p)).sum(-1)  # (4000, 37)
+    sd = draws.std(0)
+    assert np.all(np.abs(big - draws.mean(0)) < 4 * sd * np.sqrt(1 / 400 + 1 / 4000))  # Monte Carlo error
+    rate, dist = evaluation.rate_distortion(model, x, jax.random.key(2), num_samples=3, batch_size=10)
+    assert rate == pytest.approx(kl.mean(), rel=1e-12) and dist == pytest.approx(-recon.mean(), rel=1e-12)
+    with pytest.raises(ValueError, match="`num_samples`"):
+        evaluation.elbo_per_image(model, x, jax.random.key(0), num_samples=0)

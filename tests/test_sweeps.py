@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -11,6 +12,7 @@ import pytest  # noqa: E402
 from flax import nnx  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from vae_book import evaluation  # noqa: E402
 from vae_book.companion import sweeps  # noqa: E402
 from vae_book.models.mlp import MLPConfig, MLPVAE  # noqa: E402
 from vae_book.profiles import get_profile  # noqa: E402
@@ -44,6 +46,14 @@ def test_sweep_measures_each_run(sweep):
     assert frames.shape[0] == 2 and frames.shape[-1] == 1 and 0 <= frames.min() and frames.max() <= 1
     m = sweep.objective_matrix()
     assert m[1, 0] == pytest.approx(sweep.distortions[1] + 0.5 * sweep.rates[1])
+    for p in sweep.points:  # the training-set numbers are measured on the run's own training images
+        rate, dist = evaluation.rate_distortion(p.run.model, p.run.train_images, jax.random.key(11), num_samples=4)
+        assert p.train_rate == pytest.approx(rate, rel=1e-5)  # analytic KL: no Monte Carlo error
+        assert abs(p.train_distortion - dist) < 0.05 * dist + 1.0
+    mt = sweep.objective_matrix("train")
+    assert mt[0, 1] == pytest.approx(sweep.train_distortions[0] + 2.0 * sweep.train_rates[0])
+    with pytest.raises(ValueError, match="`split` must be 'train' or 'test'"):
+        sweep.objective_matrix("val")
     assert len(sweep.table()) == 2
     assert sweep.point(2.0) is sweep.points[1]
     assert sweep.kl_per_dim.shape == sweep.unit_variances.shape == (2, 4)

@@ -63,6 +63,7 @@ __all__ = [
     "is_quantized",
     "bits_per_dim",
     "discretized_gaussian_log_prob",
+    "elbo_per_image",
     "rate_distortion",
     "dataset_log_weights",
     "group_estimates",
@@ -175,6 +176,29 @@ def _elbo_terms(model, x, key):
     return t.recon, t.kl
 
 
+def elbo_per_image(model: nnx.Module, images: ArrayLike, key: jax.Array, *, num_samples: int = 1,
+                   batch_size: int = 250) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""The ELBO of every image and its two terms, nats per image, as float64 arrays of shape (N,).
+
+    ``(elbo, recon, kl)`` with ``kl`` :math:`=\mathrm{KL}(q(z\mid x)\,\Vert\,p(z))` (analytic) and ``recon``
+    :math:`=\mathbb E_{q(z\mid x)}[\log p(x\mid z)]` averaged over ``num_samples`` reparameterized
+    draws per image, ``elbo = recon - kl``. Their spread over images gives a standard error of the
+    held-out ELBO; :func:`rate_distortion` is their mean.
+    """
+    images = check_images(images, "images", image_shape=getattr(model, "image_shape", None))
+    key = check_key(key)
+    num_samples = check_positive_int(num_samples, "num_samples")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    recon_sum, kl = np.zeros(images.shape[0]), np.zeros(images.shape[0])
+    for s in range(num_samples):
+        for i, sl in enumerate(batch_slices(images.shape[0], batch_size)):
+            r, k = _elbo_terms(model, jnp.asarray(images[sl]), jax.random.fold_in(key, s * 100_003 + i))
+            recon_sum[sl] += np.asarray(r, np.float64)
+            kl[sl] = np.asarray(k, np.float64)  # analytic: the same for every draw
+    recon = recon_sum / num_samples
+    return recon - kl, recon, kl
+
+
 def rate_distortion(model: nnx.Module, images: ArrayLike, key: jax.Array, *, num_samples: int = 1,
                     batch_size: int = 250) -> tuple[float, float]:
     r"""Held-out rate and distortion of a VAE, averaged over ``images``, in nats per image.
@@ -183,20 +207,11 @@ def rate_distortion(model: nnx.Module, images: ArrayLike, key: jax.Array, *, num
     * distortion :math:`D = -\mathbb E_x\,\mathbb E_{q(z\mid x)}[\log p(x\mid z)]` (``num_samples``
       reparameterized draws per image),
 
-    so that the ELBO is :math:`-(D + R)`. Returns ``(rate, distortion)`` as floats.
+    so that the ELBO is :math:`-(D + R)`: the means of :func:`elbo_per_image`. Returns
+    ``(rate, distortion)`` as floats.
     """
-    images = check_images(images, "images", image_shape=getattr(model, "image_shape", None))
-    key = check_key(key)
-    num_samples = check_positive_int(num_samples, "num_samples")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    recon_sum, kl_sum = 0.0, 0.0
-    for s in range(num_samples):
-        for i, sl in enumerate(batch_slices(images.shape[0], batch_size)):
-            recon, kl = _elbo_terms(model, jnp.asarray(images[sl]), jax.random.fold_in(key, s * 100_003 + i))
-            recon_sum += float(np.sum(np.asarray(recon, np.float64)))
-            kl_sum += float(np.sum(np.asarray(kl, np.float64)))
-    n = images.shape[0] * num_samples
-    return kl_sum / n, -recon_sum / n
+    _, recon, kl = elbo_per_image(model, images, key, num_samples=num_samples, batch_size=batch_size)
+    return float(kl.mean()), float(-recon.mean())
 
 
 def _repeated_rate_distortion(model, images, key, repeats: int, batch_size: int):

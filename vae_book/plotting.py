@@ -170,14 +170,17 @@ def _refresh_legend(ax):
 
 def train_eval_curves(train: Mapping[str, Sequence], eval: Mapping[str, Sequence], keys: Sequence[str], *,
                       titles: Sequence[str] | None = None, step_key: str = "step",
-                      ylabel: str = "nats per image", axes: Sequence[Axes] | None = None) -> Figure:
+                      ylabel: str | Sequence[str] = "nats per image", axes: Sequence[Axes] | None = None,
+                      skip_fraction: float = 0.0) -> Figure:
     """One panel per quantity, each with its training curve and its held-out curve.
 
     ``train`` and ``eval`` are the two histories of a run (``run.history.train`` / ``.eval``: dicts of
     equal-length sequences aligned with ``history[step_key]``); ``keys`` are the quantities to plot
     (e.g. ``["loss", "recon", "kl"]``, nats per image), ``titles`` one panel title per key (default:
-    the keys). ``axes`` is a sequence of ``len(keys)`` Axes, or None for a new row of panels.
-    Returns the Figure.
+    the keys), ``ylabel`` one label for all panels or one per key. ``axes`` is a sequence of
+    ``len(keys)`` Axes, or None for a new row of panels. With ``skip_fraction`` > 0 the vertical
+    range of each panel leaves out the training curve's first ``skip_fraction`` of the steps (where
+    values can move by orders of magnitude); every point is still drawn. Returns the Figure.
     """
     keys = list(keys)
     if not keys:
@@ -189,12 +192,24 @@ def train_eval_curves(train: Mapping[str, Sequence], eval: Mapping[str, Sequence
     titles = list(titles) if titles is not None else keys
     if len(titles) != len(keys):
         raise ValueError(f"`titles` must have one entry per key ({len(keys)}), got {len(titles)}.")
+    ylabels = [ylabel] * len(keys) if isinstance(ylabel, str) else list(ylabel)
+    if len(ylabels) != len(keys):
+        raise ValueError(f"`ylabel` must be one label or one per key ({len(keys)}), got {len(ylabels)}.")
+    if not (isinstance(skip_fraction, (int, float)) and 0.0 <= skip_fraction < 1.0):
+        raise ValueError(f"`skip_fraction` must be a number in [0, 1), got {skip_fraction!r}.")
     axes = axes_row(axes, len(keys), "key", panel_size=(4.2, 3.4))
-    for ax, k, title in zip(axes, keys, titles):
-        ax.plot(np.asarray(train[step_key]), np.asarray(train[k]), label="training batches", lw=1.2)
-        ax.plot(np.asarray(eval[step_key]), np.asarray(eval[k]), "o-", ms=3.5, label="held-out images", lw=1.2)
+    steps = np.asarray(train[step_key], dtype=float)
+    late = steps > steps.min() + skip_fraction * (steps.max() - steps.min()) if len(steps) else steps.astype(bool)
+    for ax, k, title, label in zip(axes, keys, titles, ylabels):
+        tr, ev = np.asarray(train[k], dtype=float), np.asarray(eval[k], dtype=float)
+        ax.plot(steps, tr, label="training batches", lw=1.2)
+        ax.plot(np.asarray(eval[step_key]), ev, "o-", ms=3.5, label="held-out images", lw=1.2)
+        if skip_fraction > 0 and late.any():
+            shown = np.concatenate([tr[late], ev])
+            pad = 0.05 * (shown.max() - shown.min()) + 1e-6
+            ax.set_ylim(shown.min() - pad, shown.max() + pad)
         ax.set_xlabel("training step")
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(label)
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -58,6 +58,8 @@ class BetaPoint:
     run: object  #: the :class:`vae_book.runs.Run` (model, history, data)
     rate: float  #: mean KL(q(z|x) || p(z)) over the held-out images, nats per image
     distortion: float  #: mean -E_q log p(x|z), nats per image
+    train_rate: float  #: the rate on the training images (what the run's objective was optimised on)
+    train_distortion: float  #: the distortion on the training images, nats per image
     active_units: int  #: units with Var_x(E_q[z_u]) > 0.01 (:func:`vae_book.latent.latent_activity`)
     unit_variances: np.ndarray  #: (z_dim,) Var_x(E_q[z_u]) over the held-out images
     kl_per_dim: np.ndarray  #: (z_dim,) mean KL of each latent dimension over the held-out images, nats
@@ -92,6 +94,14 @@ class BetaSweep:
         return np.array([p.distortion for p in self.points])
 
     @property
+    def train_rates(self) -> np.ndarray:
+        return np.array([p.train_rate for p in self.points])
+
+    @property
+    def train_distortions(self) -> np.ndarray:
+        return np.array([p.train_distortion for p in self.points])
+
+    @property
     def elbos(self) -> np.ndarray:
         return np.array([p.elbo for p in self.points])
 
@@ -116,13 +126,19 @@ class BetaSweep:
                 return p
         raise ValueError(f"`beta` must be one of the sweep's betas {list(self.betas)}, got {beta!r}.")
 
-    def objective_matrix(self) -> np.ndarray:
+    def objective_matrix(self, split: str = "test") -> np.ndarray:
         r"""``M[i, j] = D_i + beta_j R_i``: the beta_j-objective (nats per image) of the model trained with beta_i.
 
-        If every run had reached the optimum of its own objective, each column's minimum would be on
-        the diagonal.
+        ``split="train"`` measures R and D on the training images, where the optimality inequalities
+        hold for optimal runs; ``"test"`` (default) on the held-out images, where generalization can
+        break them too. If every run had reached the optimum of its own objective, each column's
+        minimum on the training images would be on the diagonal.
         """
-        return self.distortions[:, None] + self.betas[None, :] * self.rates[:, None]
+        if split not in ("train", "test"):
+            raise ValueError(f"`split` must be 'train' or 'test', got {split!r}.")
+        rates, dists = (self.train_rates, self.train_distortions) if split == "train" else (self.rates,
+                                                                                           self.distortions)
+        return dists[:, None] + self.betas[None, :] * rates[:, None]
 
     def frames(self, ncols: int | None = None) -> np.ndarray:
         """One image grid per beta, stacked: (B, H', W', C) in [0, 1].
@@ -169,7 +185,8 @@ def beta_sweep(betas: Iterable[float] | None = None, *, profile: Profile | None 
 
     Returns:
         :class:`BetaSweep` with the points in increasing beta. Rate and distortion are averages over
-        all held-out images of the run (``run.test_images``), in nats per image.
+        all held-out images of the run (``run.test_images``), and over its training images
+        (``train_rate``, ``train_distortion``), in nats per image.
     """
     from vae_book import runs
 
@@ -193,9 +210,12 @@ def beta_sweep(betas: Iterable[float] | None = None, *, profile: Profile | None 
         originals = np.asarray(test[:num_images])
         key = jax.random.key(seed)
         rate, dist = evaluation.rate_distortion(model, test, jax.random.fold_in(key, 1), num_samples=num_mc)
+        train_rate, train_dist = evaluation.rate_distortion(model, run.train_images, jax.random.fold_in(key, 3),
+                                                            num_samples=num_mc)
         act = latent.latent_activity(*latent.encode(model, test))  # one encoder pass per run
         points.append(BetaPoint(
-            beta=beta, run=run, rate=rate, distortion=dist, active_units=int(act["active"].sum()),
+            beta=beta, run=run, rate=rate, distortion=dist, train_rate=train_rate, train_distortion=train_dist,
+            active_units=int(act["active"].sum()),
             unit_variances=act["mean_var"], kl_per_dim=act["kl"],
             reconstructions=np.asarray(model.reconstruct(jnp.asarray(originals))),
             samples=np.asarray(model.sample(jax.random.fold_in(key, 2), num_samples)),
