@@ -92,7 +92,8 @@ def _home(module: str) -> str:
 
 #: docs/architecture.md's dependency order: a unit may import units of its own level or lower
 LEVELS = {"_checks": 0, "profiles": 0, "distributions": 1, "objectives": 2, "models": 3, "data": 4,
-          "checkpoints": 4, "parallel": 4, "train": 5, "cache": 6, "runs": 7, "evaluation": 8, "latent": 8, "companion": 9,
+          "checkpoints": 4, "parallel": 4, "train": 5, "cache": 6, "runs": 7, "evaluation": 8, "latent": 8,
+          "shapes_score": 8, "companion": 9,
           "__main__": 10}
 #: figures and explorers take plain arrays: they import validation and the static-build flag only
 ARRAY_ONLY = {"plotting": {"_checks", "profiles"}, "widgets": {"_checks", "profiles"}}
