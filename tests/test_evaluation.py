@@ -157,6 +157,56 @@ def test_dataset_log_weights_are_the_objectives_weights_batch_by_batch():
         evaluation.dataset_log_weights(model, x, key, 0)
 
 
+def test_discretized_weights_are_the_bin_probabilities_at_the_same_codes():
+    """``discretized=True``: log P(x|z_k) from scipy's normal CDF at the z_k the library draws, plus the
+    prior and posterior terms, equals the weights; the density weights at the same key differ only in
+    the likelihood term."""
+    from vae_book import distributions as D
+
+    model = _tiny_mlp("gaussian", z_dim=2)
+    x = evaluation.quantize(np.random.default_rng(4).uniform(size=(3, 4, 4, 1)))
+    key = jax.random.key(5)
+    disc = evaluation.dataset_log_weights(model, x, key, 4, discretized=True)
+    dens = evaluation.dataset_log_weights(model, x, key, 4)
+    mean, log_std = model.encode(jnp.asarray(x))
+    z = D.sample_diag_gaussian(jax.random.fold_in(key, 0), mean, log_std, num_samples=4)  # one batch, one chunk
+    mu, ls = (np.asarray(a, np.float64) for a in model.decode(z.reshape(12, 2)))
+    sd, xr, h = np.exp(ls), np.broadcast_to(x, (4, *x.shape)).reshape(12, 4, 4, 1).astype(np.float64), 0.5 / 255
+    a, b = (xr - h - mu) / sd, (xr + h - mu) / sd
+    # Phi(b) - Phi(a), or SF(a) - SF(b) above the mean, in logs with scipy's tails (the bins lie far out)
+    hi = np.where(a > 0, stats.norm.logsf(a), stats.norm.logcdf(b))
+    lo = np.where(a > 0, stats.norm.logsf(b), stats.norm.logcdf(a))
+    log_bins = (hi + np.log1p(-np.exp(lo - hi))).reshape(4, 3, -1).sum(-1)
+    log_dens = stats.norm.logpdf(xr, mu, sd).reshape(4, 3, -1).sum(-1)
+    zz, m_, s_ = np.asarray(z, np.float64), np.asarray(mean, np.float64), np.exp(np.asarray(log_std, np.float64))
+    prior_minus_q = (stats.norm.logpdf(zz).sum(-1) - stats.norm.logpdf(zz, m_, s_).sum(-1))
+    np.testing.assert_allclose(disc, log_bins + prior_minus_q, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(dens, log_dens + prior_minus_q, rtol=1e-5, atol=1e-3)  # the same z_k
+
+
+def test_discretized_weights_tend_to_density_times_width_for_wide_decoders():
+    """The exact-posterior VAE (sigma = 0.3, 85 bins wide): every density weight is log p(x), and the
+    bin probabilities are density x width to O(Delta^2 / sigma^2), so the discrete weights are
+    log p(x) - D log 255."""
+    model, x = _images(n=20)
+    disc = evaluation.dataset_log_weights(model, x, jax.random.key(0), 3, discretized=True)
+    np.testing.assert_allclose(disc, np.broadcast_to(model.exact_log_px(x) - 4 * math.log(255), disc.shape),
+                               atol=2e-3)
+
+
+def test_discretized_weights_refuse_bernoulli_models_and_off_grid_images():
+    x = evaluation.quantize(np.random.default_rng(0).uniform(size=(2, 4, 4, 1)))
+    with pytest.raises(ValueError, match="discretized=True.*Gaussian decoder.*bernoulli"):
+        evaluation.dataset_log_weights(_tiny_mlp("bernoulli"), x, jax.random.key(0), 2, discretized=True)
+    with pytest.raises(ValueError, match="`images` must lie on the 256 values"):
+        evaluation.dataset_log_weights(_tiny_mlp("gaussian"), x + 0.001, jax.random.key(0), 2, discretized=True)
+    with pytest.raises(ValueError, match="`discretized` must be True or False"):
+        evaluation.dataset_log_weights(_tiny_mlp("gaussian"), x, jax.random.key(0), 2, discretized="yes")
+    with pytest.raises(ValueError, match="log_likelihood"):
+        objectives.log_importance_weights(_tiny_mlp("gaussian"), jnp.asarray(x), jax.random.key(0), 2,
+                                          log_likelihood="exact")
+
+
 def test_iwae_and_evaluate_are_exact_for_the_exact_posterior():
     model, x = _images()
     exact = model.exact_log_px(x).mean()

@@ -190,6 +190,29 @@ def test_log_likelihood_matches_scipy(kind, variant):
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-3)
 
 
+@pytest.mark.parametrize("kind,variant", ALL, ids=ids)
+def test_draws_from_the_likelihood_have_its_moments(kind, variant):
+    """``draw``: 4000 draws per pixel of one decoded code average to the decoder mean and (Gaussian)
+    spread by the decoder sigma, to 5 standard errors; Bernoulli draws are 0 or 1."""
+    model = get_model(kind, variant)
+    decoded = model.decode(jax.random.normal(jax.random.key(3), (1, Z)))
+    n = 4000
+    rep = jax.tree.map(lambda a: jnp.broadcast_to(a, (n, *a.shape[1:])), decoded)
+    x = np.asarray(model.draw(jax.random.key(7), rep), np.float64)
+    assert x.shape == (n, *IMAGE)
+    mean = np.asarray(model.mean_image(decoded), np.float64)[0]
+    if variant == "bernoulli":
+        assert set(np.unique(x)) <= {0.0, 1.0}
+        sd = np.sqrt(mean * (1 - mean))
+    else:
+        sd = np.exp(np.asarray(decoded[1], np.float64))[0]
+        mean = np.asarray(decoded[0], np.float64)[0]  # unclipped: draws are not clipped
+        np.testing.assert_allclose(x.std(axis=0), sd, rtol=5 * np.sqrt(0.5 / n) * 1.2)
+    assert np.all(np.abs(x.mean(axis=0) - mean) <= 5 * sd / np.sqrt(n) + 1e-6)
+    with pytest.raises(ValueError, match="key"):
+        model.draw(0, decoded)
+
+
 # --------------------------------------------------------------------------- gradients + jit
 
 

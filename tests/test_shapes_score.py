@@ -250,6 +250,21 @@ def test_recognisability_of_a_perfect_reconstructor_that_samples_nothing(trained
     assert r.sample_confident_fraction <= 0.02 and r.samples.num_images == 100 and r.samples.accuracy is None
 
 
+def test_score_table_has_a_row_per_score_in_percent(trained, data):
+    classifier, _ = trained
+    r = S.recognisability(Echo(), classifier, data, jax.random.key(0), num_samples=50)
+    table = S.score_table({"true": r.true, "samples": r.samples})
+    assert list(table.index) == ["true", "samples"]
+    assert table.loc["true", "shape accuracy (%)"] == pytest.approx(100 * r.true_accuracy)
+    assert table.loc["true", "hue accuracy (%)"] == pytest.approx(100 * r.true.accuracy["hue"])
+    assert np.isnan(table.loc["samples", "position accuracy (%)"])  # samples have no factors
+    assert table.loc["samples", "confident, p >= 0.9 (%)"] == pytest.approx(100 * r.sample_confident_fraction)
+    assert table.loc["true", "Inception Score (shape)"] == pytest.approx(r.true.inception_score)
+    for bad in ({}, {"x": 0.5}, [r.true]):
+        with pytest.raises(ValueError, match="`scores` must be a non-empty mapping"):
+            S.score_table(bad)
+
+
 def test_recognisability_samples_are_the_models_samples_at_temperature_one(trained, data):
     classifier, _ = trained
     model = MLPVAE(MLPConfig(image_shape=(SIZE, SIZE, 3), hidden=16, z_dim=4), rngs=nnx.Rngs(0))

@@ -38,8 +38,9 @@ together here, the one place chapter 10's numbers come from.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -133,6 +134,20 @@ def bits_per_dim(log_px: ArrayLike, num_dims: int, *, levels: int | None = None)
     return float(bpd) if bpd.ndim == 0 else bpd
 
 
+def _binned_log_prob(x, mean, log_std, width: float):
+    """log(Phi(b) - Phi(a)) of :func:`discretized_gaussian_log_prob`, unchecked (traceable)."""
+    half = 0.5 * width
+    inv = jnp.exp(-log_std)
+    a = (x - half - mean) * inv
+    b = (x + half - mean) * inv
+    # log(Phi(b) - Phi(a)) = log Phi(b) + log(1 - exp(log Phi(a) - log Phi(b))); mirror when a > 0.
+    upper = a > 0
+    lo, hi = jnp.where(upper, -b, a), jnp.where(upper, -a, b)
+    log_hi = jax.scipy.special.log_ndtr(hi)
+    log_lo = jax.scipy.special.log_ndtr(lo)
+    return log_hi + jnp.log(-jnp.expm1(jnp.minimum(log_lo - log_hi, -1e-30)))
+
+
 def discretized_gaussian_log_prob(x: ArrayLike, mean: ArrayLike, log_std: ArrayLike, *,
                                   levels: int = 256) -> jax.Array:
     r"""Elementwise log-probability of the bin :math:`[x-\Delta/2,\,x+\Delta/2]` under :math:`\mathcal N(\mu,\sigma^2)`.
@@ -153,16 +168,7 @@ def discretized_gaussian_log_prob(x: ArrayLike, mean: ArrayLike, log_std: ArrayL
     x = check_array(x, "x", value_range=(0.0, 1.0))
     mean = check_array(mean, "mean")
     log_std = check_array(log_std, "log_std")
-    half = 0.5 * bin_width(levels)
-    inv = jnp.exp(-log_std)
-    a = (x - half - mean) * inv
-    b = (x + half - mean) * inv
-    # log(Phi(b) - Phi(a)) = log Phi(b) + log(1 - exp(log Phi(a) - log Phi(b))); mirror when a > 0.
-    upper = a > 0
-    lo, hi = jnp.where(upper, -b, a), jnp.where(upper, -a, b)
-    log_hi = jax.scipy.special.log_ndtr(hi)
-    log_lo = jax.scipy.special.log_ndtr(lo)
-    return log_hi + jnp.log(-jnp.expm1(jnp.minimum(log_lo - log_hi, -1e-30)))
+    return _binned_log_prob(x, mean, log_std, bin_width(levels))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,8 +237,22 @@ def _spread(values) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=None)
+def _binned_log_likelihood(levels: int) -> Callable:
+    """``log P(x|z)`` of a Gaussian decoder with each value's bin of ``levels`` (one function per ``levels``,
+    so that jit sees the same static argument every call)."""
+    width = bin_width(levels)
+
+    def log_likelihood(x: jax.Array, decoded: tuple[jax.Array, jax.Array]) -> jax.Array:
+        mean, log_std = decoded
+        per_value = _binned_log_prob(x, mean, log_std, width)
+        return jnp.sum(per_value.reshape(per_value.shape[0], -1), axis=-1)
+
+    return log_likelihood
+
+
 def dataset_log_weights(model: nnx.Module, images: ArrayLike, key: jax.Array, num_samples: int, *, chunk_size: int = 64,
-                        batch_size: int = 100) -> np.ndarray:
+                        batch_size: int = 100, discretized: bool = False, levels: int = 256) -> np.ndarray:
     r"""The ``num_samples`` log importance weights of every image of a data set, as float64 NumPy.
 
     Calls :func:`vae_book.objectives.log_importance_weights` (the one definition of
@@ -240,6 +260,13 @@ def dataset_log_weights(model: nnx.Module, images: ArrayLike, key: jax.Array, nu
     :func:`vae_book.data.batch_slices`, ``batch_size`` images
     (each with its own key, folded from ``key``), drawing ``chunk_size`` samples at a time, so memory
     stays bounded for large models.
+
+    With ``discretized=True`` (a Gaussian decoder, images on the grid ``k/(levels-1)``), the density
+    :math:`p(x\mid z_k)` is replaced by the exact probability of every value's bin,
+    :math:`P(x\mid z_k) = \prod_i \big(\Phi(b_i) - \Phi(a_i)\big)` (:func:`discretized_gaussian_log_prob`):
+    the weights are then those of the discrete image's probability :math:`P(x)`, and their
+    log-mean-exp is a lower bound on :math:`\log P(x)` in expectation, with no density-times-width
+    approximation. The same ``key`` draws the same :math:`z_k` either way.
 
     Returns:
         float64 array (num_samples, N) in nats.
@@ -249,10 +276,23 @@ def dataset_log_weights(model: nnx.Module, images: ArrayLike, key: jax.Array, nu
     num_samples = check_positive_int(num_samples, "num_samples")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
     batch_size = check_positive_int(batch_size, "batch_size")
+    if not isinstance(discretized, bool):
+        raise ValueError(f"`discretized` must be True or False, got {discretized!r}.")
+    log_likelihood = None
+    if discretized:
+        levels = _check_levels(levels)
+        if getattr(model, "likelihood", None) != "gaussian":
+            raise ValueError(f"`discretized=True` needs a model with a Gaussian decoder (likelihood 'gaussian'), "
+                             f"got one with likelihood {getattr(model, 'likelihood', None)!r}.")
+        if not is_quantized(images, levels):
+            raise ValueError(f"`images` must lie on the {levels} values k/{levels - 1} for `discretized=True` "
+                             f"(see quantize), got values off that grid.")
+        log_likelihood = _binned_log_likelihood(levels)
     out = []
     for i, sl in enumerate(batch_slices(images.shape[0], batch_size)):
         lw = objectives.log_importance_weights(model, jnp.asarray(images[sl]), jax.random.fold_in(key, i),
-                                               num_samples, chunk_size=min(chunk_size, num_samples))
+                                               num_samples, chunk_size=min(chunk_size, num_samples),
+                                               log_likelihood=log_likelihood)
         out.append(np.asarray(lw, np.float64))
     return np.concatenate(out, axis=1)
 

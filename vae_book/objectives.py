@@ -133,22 +133,31 @@ def autoencoder_loss(model: nnx.Module, x: ArrayLike,
     return loss, {"loss": loss, "recon": -loss}
 
 
-@nnx.jit(static_argnames=("num_samples",))
-def _log_weights_chunk(model, x, key, mean, log_std, num_samples):
+@nnx.jit(static_argnames=("num_samples", "log_likelihood"))
+def _log_weights_chunk(model, x, key, mean, log_std, num_samples, log_likelihood=None):
     z = D.sample_diag_gaussian(key, mean, log_std, num_samples=num_samples)  # (K, B, z_dim)
     k, b = z.shape[:2]
     x_rep = jnp.broadcast_to(x, (k, *x.shape)).reshape(k * b, *x.shape[1:])
-    log_px_z = model.log_likelihood(x_rep, model.decode(z.reshape(k * b, -1))).reshape(k, b)
+    decoded = model.decode(z.reshape(k * b, -1))
+    log_px_z = (model.log_likelihood(x_rep, decoded) if log_likelihood is None
+                else log_likelihood(x_rep, decoded)).reshape(k, b)
     log_pz = jnp.sum(D.standard_normal_log_prob(z), axis=-1)
     log_qz = jnp.sum(D.gaussian_log_prob(z, mean, log_std), axis=-1)
     return log_px_z + log_pz - log_qz
 
 
 def log_importance_weights(model: nnx.Module, x: ArrayLike, key: jax.Array, num_samples: int, *,
-                           chunk_size: int = 64) -> jax.Array:
+                           chunk_size: int = 64, log_likelihood: Callable | None = None) -> jax.Array:
     r"""Log importance weights :math:`\log w_k = \log p(x\mid z_k) + \log p(z_k) - \log q(z_k\mid x)`.
 
-    :math:`z_k \sim q(z\mid x)`, drawn in chunks of ``chunk_size`` samples to bound memory.
+    :math:`z_k \sim q(z\mid x)`, drawn in chunks of ``chunk_size`` samples to bound memory (the draws
+    depend only on ``key``, ``num_samples`` and ``chunk_size``, so two calls that differ only in
+    ``log_likelihood`` use the same :math:`z_k`).
+
+    ``log_likelihood(x, decoded) -> (batch,)`` replaces ``model.log_likelihood`` for
+    :math:`\log p(x\mid z_k)` (``decoded`` is what ``model.decode`` returned); it must be a hashable
+    function that JAX can trace, e.g. the exact bin probabilities of
+    :func:`vae_book.evaluation.dataset_log_weights` with ``discretized=True``.
 
     Returns:
         Array (num_samples, batch) in nats.
@@ -157,6 +166,8 @@ def log_importance_weights(model: nnx.Module, x: ArrayLike, key: jax.Array, num_
     key = check_key(key)
     num_samples = check_positive_int(num_samples, "num_samples")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
+    if log_likelihood is not None:
+        check_callable(log_likelihood, "log_likelihood")
     mean, log_std = model.encode(x)
     starts = range(0, num_samples, chunk_size)
     # One chunk uses `key` itself, so num_samples=1 draws the same z as elbo(..., key).
@@ -164,7 +175,7 @@ def log_importance_weights(model: nnx.Module, x: ArrayLike, key: jax.Array, num_
     out = []
     for start, k_i in zip(starts, keys):
         k = min(chunk_size, num_samples - start)
-        out.append(_log_weights_chunk(model, x, k_i, mean, log_std, k))
+        out.append(_log_weights_chunk(model, x, k_i, mean, log_std, k, log_likelihood))
     return jnp.concatenate(out, axis=0)
 
 

@@ -39,7 +39,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -53,10 +53,13 @@ from vae_book.data import Dataset, batch_slices
 from vae_book.data.shapes import SHAPE_NAMES
 from vae_book.train import History
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["TARGETS", "NUM_CLASSES", "HUE_NAMES", "DEFAULT_STEPS", "ClassifierConfig", "ClassifierNet",
            "DEFAULT_LEARNING_RATE", "ShapesClassifier", "Score", "Recognisability", "factor_targets",
            "classifier_loss", "classifier_code_fingerprint",
-           "train_classifier", "score", "recognisability"]
+           "train_classifier", "score", "recognisability", "score_table"]
 
 #: the classifier's targets, in the order of its heads
 TARGETS = ("shape", "hue", "position")
@@ -625,3 +628,25 @@ def recognisability(model: nnx.Module, classifier: ShapesClassifier, dataset: Da
     return Recognisability(true_accuracy=true.shape_accuracy, reconstruction_accuracy=recon_score.shape_accuracy,
                            sample_confident_fraction=sample_score.confident_fraction, true=true,
                            reconstructions=recon_score, samples=sample_score, temperature=temperature)
+
+
+def score_table(scores: Mapping[str, Score]) -> pd.DataFrame:
+    """A :class:`pandas.DataFrame` with one row per named :class:`Score`, in the order given: the accuracy
+    of each target in % (NaN for images without factors), the confident fraction in %, and the shape
+    head's Inception Score (between 1 and 3).
+
+    Args:
+        scores: ``{row name: Score}``, e.g. ``{"held-out images": r.true, "prior samples": r.samples}``.
+    """
+    import pandas as pd
+
+    if not isinstance(scores, Mapping) or not scores or not all(isinstance(v, Score) for v in scores.values()):
+        raise ValueError(f"`scores` must be a non-empty mapping of names to Score objects (from score or "
+                         f"recognisability), got {type(scores).__name__} {scores!r:.80}.")
+    rows = {}
+    for name, sc in scores.items():
+        row = {f"{t} accuracy (%)": 100 * sc.accuracy[t] if sc.accuracy else np.nan for t in TARGETS}
+        row[f"confident, p >= {sc.confidence:g} (%)"] = 100 * sc.confident_fraction
+        row["Inception Score (shape)"] = sc.inception_score
+        rows[str(name)] = row
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -291,6 +291,20 @@ class VAE(nnx.Module):
         z = jax.random.normal(key, (n, self.z_dim))
         return self.mean_image(self.decode(z))
 
+    def draw(self, key: jax.Array, decoded: jax.Array | tuple[jax.Array, jax.Array]) -> jax.Array:
+        r"""One image drawn from :math:`p_\theta(x\mid z)` for each decoded code, (batch, H, W, C).
+
+        ``decoded`` is what :meth:`decode` returned. Bernoulli: every pixel 1 with its probability,
+        else 0. Gaussian: :math:`x = \mu + \sigma\varepsilon`, :math:`\varepsilon\sim\mathcal N(0, I)`,
+        independently per pixel value, *not* clipped (the density has mass outside [0, 1]; clip it
+        to display it). The decoder mean (:meth:`mean_image`) is the average of such draws.
+        """
+        key = check_key(key)
+        if self.likelihood == "bernoulli":
+            return jax.random.bernoulli(key, jax.nn.sigmoid(decoded)).astype(jnp.float32)
+        mean, log_std = decoded
+        return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+
     def num_params(self) -> int:
         """Number of trainable parameters."""
         return sum(p.size for p in jax.tree.leaves(nnx.state(self, nnx.Param)))
