@@ -11,8 +11,13 @@ JUPYTERLAB_VERSION := 4.6.6
 JUPYTERLAB_MYST_VERSION := 2.7.0
 # arguments for bench/train_step.py (see `python bench/train_step.py --help`)
 BENCH_ARGS ?= --depth-sweep
+# ruff for `make format`, pinned, installed into _build/ruff (not a dependency of the package)
+RUFF_VERSION := 0.17.6
+RUFF_DIR := _build/ruff
+# arguments for scripts/format_chapters.py, e.g. FORMAT_ARGS=--check (write nothing, exit 1 on changes)
+FORMAT_ARGS ?=
 
-.PHONY: book test lab bench venv clean browser site-deps site-assets lock gpu-check
+.PHONY: book test lab bench format venv clean browser site-deps site-assets lock gpu-check
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +62,15 @@ bench: venv
 	$(PY) -m pip install --quiet torch==2.13.0 -c constraints.txt
 	$(PY) -m pytest -q -m bench tests/test_perf_equivalence.py
 	$(PY) bench/train_step.py $(BENCH_ARGS)
+
+## make format: format the code of the chapters' code cells with ruff (line length 88, pyproject.toml)
+$(RUFF_DIR)/.ruff-$(RUFF_VERSION): | $(STAMP)
+	rm -rf $(RUFF_DIR)
+	$(PY) -m pip install --quiet --target $(RUFF_DIR) ruff==$(RUFF_VERSION)
+	touch $@
+
+format: venv $(RUFF_DIR)/.ruff-$(RUFF_VERSION)
+	PYTHONPATH=$(RUFF_DIR) $(PY) scripts/format_chapters.py $(FORMAT_ARGS)
 
 ## make gpu-check: the GPU path end to end (bench/gpu_check.py); says so and exits 0 without a GPU
 gpu-check: venv

@@ -6,12 +6,18 @@
    book has a ``_static/`` folder, and MathJax's hundreds of components must not be. The tree lands
    in ``_build/html/_static/mathjax/``; ``mathjax_path`` (in _config.yml) names its entry point. A
    ``mathjax_path`` that points to the network is refused. Thebe's scripts are removed (the site has
-   no kernel, and Thebe loads itself from a CDN). The favicon is the committed ``images/favicon.png``,
+   no kernel, and Thebe loads itself from a CDN). The site's own CSS and script,
+   ``scripts/site/static/vae_book.css`` and ``vae_book.js``, are on every page: a display equation that
+   MathJax 4's line breaking cannot fit scrolls in its own box with a shadow on the side with more, no
+   page scrolls sideways on a phone, and from disk MathJax's speech worker (which Chrome will not
+   start from ``file://``) is turned off. The favicon is the committed ``images/favicon.png``,
    named in ``_config.yml`` (``html.favicon``); a build without one is refused (browsers would ask
    for ``/favicon.ico``, a 404 on the console).
 2. **Executable notebooks, with their outputs.** Every notebook page (a MyST ``.md`` with a
    kernelspec) gets its ``.ipynb`` at ``_build/html/_sources/<page>.ipynb``: the notebook myst-nb
-   executed for this build (``_build/jupyter_execute/<page>.ipynb``, every output the page shows),
+   executed for this build (``_build/jupyter_execute/<page>.ipynb``, every output the page shows;
+   for a page whose outputs came from the execution cache, myst-nb writes it without them, and they
+   are merged back from the cache),
    or, for a page that was not executed, the ``.md`` converted by jupytext. The theme's download
    menu offers it (``ipynb_source``) beside the ``.md`` source.
 3. **API reference.** The ``vae-book-api`` directive documents every public module of a package with
@@ -39,6 +45,14 @@ import site_assets  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
+#: the site's own CSS and script (added to ``html_static_path``, so they land in ``_static/``)
+SITE_STATIC = Path(__file__).resolve().parent / "site" / "static"
+SITE_CSS = "vae_book.css"
+SITE_JS = "vae_book.js"
+#: after Sphinx's ``window.MathJax = ...`` and deferred MathJax script (priority 500): it runs
+#: once the configuration is set and before MathJax starts
+SITE_JS_PRIORITY = 510
+
 
 # -------------------------------------------------------------------------------------------------
 # 1. MathJax served by the site itself
@@ -53,6 +67,12 @@ def _add_static_assets(app: Sphinx):
             f"mathjax_path = {mathjax_path!r} loads MathJax from the network; the site must be "
             "self-contained: set it to 'mathjax/tex-mml-chtml.js' (installed by scripts/site_assets.py)."
         )
+    fonts = ((app.config.mathjax3_config or {}).get("loader", {}).get("paths", {}).get("fonts"))
+    if fonts != site_assets.FONTS_PATH:
+        raise ExtensionError(
+            f"mathjax3_config.loader.paths.fonts = {fonts!r}: MathJax 4 would load its fonts from a CDN; the site "
+            f"serves them itself: set it to {site_assets.FONTS_PATH!r} in _config.yml (sphinx.config.mathjax3_config)."
+        )
     try:
         folder = site_assets.ensure_mathjax(app.confdir)
     except RuntimeError as exc:
@@ -60,9 +80,9 @@ def _add_static_assets(app: Sphinx):
     entry = Path(mathjax_path)
     if mathjax_path and not (folder.parent / entry).exists():
         raise ExtensionError(f"mathjax_path = {mathjax_path!r} does not exist under {folder.parent}.")
-    static = str(site_assets.static_dir(app.confdir))
-    if static not in app.config.html_static_path:
-        app.config.html_static_path.append(static)
+    for static in (str(site_assets.static_dir(app.confdir)), str(SITE_STATIC)):
+        if static not in app.config.html_static_path:
+            app.config.html_static_path.append(static)
     if not app.config.html_favicon:  # without one, browsers ask the server for /favicon.ico (a 404)
         raise ExtensionError("html.favicon must name the site's icon in _config.yml (images/favicon.png), got none.")
 
@@ -117,6 +137,32 @@ def _set_ipynb_source(app: Sphinx, pagename, templatename, context, doctree):
         context["ipynb_source"] = f"{pagename}.ipynb"
 
 
+def _with_cached_outputs(app: Sphinx, data: bytes) -> bytes | None:
+    """``data`` (a notebook myst-nb wrote to ``jupyter_execute``) with its outputs, or None.
+
+    When a page's outputs come from the execution cache (its prose changed, its code did not),
+    myst-nb 1.x writes the notebook *without* them (it merges the cached outputs into its client's
+    copy, then writes the one it parsed). The outputs are then taken from the execution cache here,
+    matched on the code cells as myst-nb matched them.
+    """
+    import nbformat
+
+    nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if not code or any(c.get("execution_count") is not None for c in code):
+        return data
+    cache_path = getattr(getattr(app.env, "mystnb_config", None), "execution_cache_path", None)
+    if not cache_path or not Path(cache_path).exists():
+        return None
+    from jupyter_cache import get_cache
+
+    try:
+        _, merged = get_cache(cache_path).merge_match_into_notebook(nb)
+    except KeyError:  # not in the cache
+        return None
+    return nbformat.writes(merged).encode("utf-8")
+
+
 def _write_notebooks(app: Sphinx, exception):
     if exception is not None or app.builder.format != "html":
         return
@@ -129,8 +175,11 @@ def _write_notebooks(app: Sphinx, exception):
         dest = sources / f"{docname}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
         ran = executed / f"{docname}.ipynb"
+        data = None
         if ran.exists() and ran.stat().st_mtime >= path.stat().st_mtime:
-            data, kind = ran.read_bytes(), "executed"
+            data, kind = _with_cached_outputs(app, ran.read_bytes()), "executed"
+        if data is not None:
+            pass
         elif path.suffix == ".ipynb":
             data, kind = path.read_bytes(), "converted"
         else:
@@ -220,6 +269,8 @@ class ApiDirective(SphinxDirective):
 
 def setup(app: Sphinx):
     app.connect("builder-inited", _add_static_assets)
+    app.add_css_file(SITE_CSS)
+    app.add_js_file(SITE_JS, priority=SITE_JS_PRIORITY)
     app.connect("html-page-context", _set_ipynb_source, priority=400)
     app.connect("html-page-context", _drop_thebe, priority=900)
     app.connect("build-finished", _write_notebooks)

@@ -5,8 +5,12 @@ from ``_build/html`` by a ``http.server`` thread on 127.0.0.1. Every page of the
 loaded; the tests check what a reader would notice: the page loads, nothing is fetched from outside
 127.0.0.1 (the site works offline), math is typeset by the site's own MathJax, every image shows,
 every internal link resolves, the interactive explorers respond to the keyboard and the mouse, the
-search finds "ELBO", and each chapter offers its ``.ipynb`` with the outputs of the build. A screenshot of every page goes to
-``test-artifacts/screenshots/`` for a person to look at.
+search finds "ELBO", and each chapter offers its ``.ipynb`` with the outputs of the build. Display
+equations and the code of every code cell fit their column on a desktop (MathJax 4's line breaking;
+code lines of at most 88 characters), and on a phone (390 px) no page scrolls sideways: an equation
+that still does not fit scrolls in its own box, with a shadow on the side where there is more. A
+screenshot of every page goes to ``test-artifacts/screenshots/`` for a person to look at (chapters 4
+and 7 also at 1280 and 390 px).
 
 Chromium is Debian's ``/usr/bin/chromium`` (``make test`` installs it when missing); if it cannot be
 launched the tests fail — they are never skipped.
@@ -18,6 +22,7 @@ import functools
 import http.server
 import json
 import re
+import sys
 import threading
 import urllib.error
 import urllib.parse
@@ -29,6 +34,9 @@ import jupytext
 import nbformat
 import pytest
 from _toc import toc_pages
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import site_assets  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -99,8 +107,9 @@ def browser():
 class Visit:
     """One page loaded in a fresh browser context, with everything it requested and logged."""
 
-    def __init__(self, browser, url: str, color_scheme: str = "light"):
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=color_scheme)
+    def __init__(self, browser, url: str, color_scheme: str = "light", viewport: tuple[int, int] = (1280, 900)):
+        self.context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
+                                           color_scheme=color_scheme)
         self.page = self.context.new_page()
         self.requests: list[str] = []
         self.console_errors: list[str] = []
@@ -194,10 +203,13 @@ def test_page_loads_offline_with_math_images_and_links(docname, browser, server,
                     untypeset: els.filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 80)),
                     containers: document.querySelectorAll('mjx-container').length,
                     errors: [...document.querySelectorAll('mjx-merror')].map(e => e.getAttribute('data-mjx-error') || e.textContent),
-                    mathjax: !!window.MathJax && !!window.MathJax.version ? MathJax.version : null};
+                    mathjax: !!window.MathJax && !!window.MathJax.version ? MathJax.version : null,
+                    fonts: [...document.fonts].filter(f => f.family.startsWith('MJX-') && f.status === 'loaded').length};
         }""")
         if math["n"]:
-            assert math["mathjax"] and math["mathjax"].startswith("3."), f"{docname}: MathJax 3 did not load: {math}"
+            pinned = site_assets.mathjax_version()
+            assert math["mathjax"] == pinned, f"{docname}: the site's MathJax {pinned} did not load: {math}"
+            assert math["fonts"] > 0, f"{docname}: none of MathJax's fonts loaded: {math}"
             assert not math["untypeset"], f"{docname}: math left untypeset: {math['untypeset'][:5]}"
             assert math["containers"] >= math["n"]
             assert not math["errors"], f"{docname}: MathJax reports TeX errors: {math['errors'][:5]}"
@@ -294,8 +306,30 @@ def test_pages_load_no_script_or_style_from_the_network_and_mathjax_is_not_injec
         if "class=\"math" in html:
             assert len(mathjax) == 1 and "_static/mathjax/tex-mml-chtml.js" in mathjax[0], f"{rel}: {mathjax}"
         assert len(mathjax) <= 1, f"{rel}: MathJax components injected into the page: {mathjax[:5]}"
-    assert (site_dir / "_static" / "mathjax" / "tex-mml-chtml.js").exists()
-    assert (site_dir / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+    mathjax = site_dir / "_static" / "mathjax"
+    assert (mathjax / "tex-mml-chtml.js").exists()
+    # MathJax 4's font, where _config.yml's loader.paths.fonts ("[mathjax]/fonts") sends MathJax
+    font = mathjax / site_assets.FONT_DIR
+    assert (font / "chtml.js").exists() and len(list((font / "chtml" / "woff2").glob("*.woff2"))) > 50, font
+    assert list((font / "chtml" / "dynamic").glob("*.js")) and (font / "svg.js").exists(), font
+    assert not list(mathjax.rglob("*.cjs")) + list(mathjax.rglob("*.mjs")), "Node.js modules copied into the site"
+
+
+def test_mathjax_is_configured_to_load_everything_from_the_site(site_dir):
+    """Every page with math sets ``window.MathJax`` before MathJax loads: the fonts from the site's own
+    folder (MathJax 4's default is a CDN), display equations broken to fit, and the site's script
+    after the configuration."""
+    page = next(p for p in PAGES if 'class="math' in (site_dir / f"{p}.html").read_text())
+    html = (site_dir / f"{page}.html").read_text()
+    m = re.search(r"<script>window.MathJax = (\{.*?\})</script>", html)
+    assert m, f"{page}: no MathJax configuration"
+    config = json.loads(m.group(1))
+    assert config["loader"]["paths"]["fonts"] == site_assets.FONTS_PATH == "[mathjax]/fonts", config
+    assert config["output"]["displayOverflow"] == "linebreak", config
+    order = [html.index(s) for s in ("window.MathJax = ", "_static/mathjax/tex-mml-chtml.js", "_static/vae_book.js")]
+    assert order == sorted(order), f"{page}: the configuration, MathJax and the site's script are out of order"
+    assert re.search(r'<script defer="defer" src="[^"]*_static/mathjax/tex-mml-chtml.js', html), "MathJax is not deferred"
+    assert re.search(r'<link rel="stylesheet"[^>]*href="[^"]*_static/vae_book.css', html), f"{page}: no vae_book.css"
 
 
 def test_math_renders_from_disk(browser, site_dir):
@@ -316,6 +350,110 @@ def test_math_renders_from_disk(browser, site_dir):
         assert not outside and not errors, (outside, errors)
     finally:
         context.close()
+
+
+# -------------------------------------------------------------------------------------------------
+# wide equations and narrow screens
+
+DESKTOP = (1280, 900)
+PHONE = (390, 844)
+#: pages whose screenshots at both widths go to test-artifacts/screenshots/ (the most equations)
+WIDTH_SHOTS = ("chapters/04_elbo", "chapters/07_transformer_vae")
+
+#: display equations whose content is wider than their box, with the start of their TeX
+_OVERFLOWING_EQUATIONS = """() => [...document.querySelectorAll('mjx-container[display="true"]')]
+    .filter(e => e.scrollWidth > e.clientWidth + 1)
+    .map(e => ({scroll: e.scrollWidth, client: e.clientWidth,
+                tex: (e.closest('.math') || e).textContent.replace(/\\s+/g, ' ').slice(0, 100),
+                cue: e.classList.contains('vae-more-right') || e.classList.contains('vae-more-left'),
+                shadow: getComputedStyle(e).boxShadow}))"""
+
+
+def _width_shot(page, docname: str, viewport: tuple[int, int]) -> None:
+    if docname in WIDTH_SHOTS:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{viewport[0]}px__{docname.replace('/', '__')}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_display_equations_fit_their_box_at_1280px(docname, browser, server):
+    """On a desktop (1280x900) no display equation is wider than its box: MathJax 4 breaks the long
+    ones (``displayOverflow: linebreak``), and the few it cannot break well are written as
+    ``aligned``/``split`` in the chapter."""
+    visit = Visit(browser, _page_url(server, docname), viewport=DESKTOP)
+    try:
+        over = visit.page.evaluate(_OVERFLOWING_EQUATIONS)
+        assert not over, f"{docname}: {len(over)} display equations wider than their box at 1280 px: {over}"
+        assert visit.page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+        _width_shot(visit.page, docname, DESKTOP)
+    finally:
+        visit.close()
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_no_page_scrolls_sideways_at_390px(docname, browser, server):
+    """On a phone (390x844) the page is never wider than the screen; a display equation that still
+    does not fit scrolls inside its own box, which shows a shadow on the side where there is more."""
+    visit = Visit(browser, _page_url(server, docname), viewport=PHONE)
+    page = visit.page
+    try:
+        width = page.evaluate("""() => ({doc: document.documentElement.scrollWidth, body: document.body.scrollWidth,
+                                         main: (document.querySelector('main') || document.body).scrollWidth,
+                                         inner: window.innerWidth})""")
+        assert width["doc"] <= width["inner"] and width["body"] <= width["inner"], \
+            f"{docname}: the page scrolls sideways at 390 px: {width}; wider than the screen: " + str(page.evaluate(
+                """() => [...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1)
+                    .slice(0, 8).map(e => e.tagName + '.' + [...e.classList].join('.'))"""))
+        over = page.evaluate(_OVERFLOWING_EQUATIONS)
+        no_cue = [e for e in over if not e["cue"] or e["shadow"] in ("", "none")]
+        assert not no_cue, f"{docname}: equations that scroll without a visible cue: {no_cue}"
+        boxes = page.evaluate("""() => [...document.querySelectorAll('mjx-container[display="true"]')]
+            .filter(e => e.getBoundingClientRect().right > innerWidth + 1).length""")
+        assert boxes == 0, f"{docname}: {boxes} equation boxes reach past the screen"
+        _width_shot(page, docname, PHONE)
+    finally:
+        visit.close()
+
+
+#: code-cell input boxes (hidden inputs opened first) whose code is wider than the box, each with the
+#: first line that does not fit and how many characters the box holds
+_OVERFLOWING_CODE = """() => {
+    document.querySelectorAll('.cell details').forEach(d => { d.open = true; });
+    return [...document.querySelectorAll('div.cell_input pre')]
+        .filter(e => e.scrollWidth > e.clientWidth + 1)
+        .map(e => {
+            const cs = getComputedStyle(e), probe = document.createElement('span');
+            probe.style.whiteSpace = 'pre';
+            probe.textContent = '0'.repeat(100);
+            e.appendChild(probe);
+            const ch = probe.getBoundingClientRect().width / 100;
+            probe.remove();
+            const holds = Math.floor((e.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight)) / ch);
+            const line = e.textContent.split('\\n').find(l => l.length > holds) || '';
+            return {scroll: e.scrollWidth, client: e.clientWidth, holds, length: line.length, line: line.slice(0, 100)};
+        });
+}"""
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_no_code_line_overflows_at_1280px(docname, browser, server):
+    """On a desktop (1280x900) the code of every code cell fits its box, hidden inputs included: no
+    code line is longer than 88 characters (tests/test_code_lines.py), and vae_book.css gives the
+    code-cell box room for 88 at a size still readable (at least 0.8 of the prose's)."""
+    visit = Visit(browser, _page_url(server, docname), viewport=DESKTOP)
+    try:
+        over = visit.page.evaluate(_OVERFLOWING_CODE)
+        assert not over, (f"{docname}: {len(over)} code cells wider than their box at 1280 px; the first line "
+                          f"that does not fit in each: {over}")
+        sizes = visit.page.evaluate("""() => ({
+            code: [...document.querySelectorAll('div.cell_input pre')].map(e => parseFloat(getComputedStyle(e).fontSize)),
+            prose: parseFloat(getComputedStyle(document.querySelector('.bd-article p') || document.body).fontSize)})""")
+        if docname in CHAPTERS:
+            assert sizes["code"], f"{docname}: no code cell input on the page"
+        small = [s for s in sizes["code"] if s < 0.8 * sizes["prose"] - 0.01]
+        assert not small, f"{docname}: code cells at {small} px, under 0.8 of the prose's {sizes['prose']} px"
+    finally:
+        visit.close()
 
 
 # -------------------------------------------------------------------------------------------------
