@@ -506,6 +506,15 @@ rows("png_bytes", "image", {"rank-1": lambda t: W.png_bytes(np.zeros(6)), "str":
 rows("explorer_html", "frames", {"empty": lambda t: W.explorer_html(np.zeros((0, 6, 6, 1), np.float32))})
 rows("explorer_html", "values", {"length": lambda t: W.explorer_html(X, values=[1.0, 2.0])})
 rows("explorer_html", "scale", {"zero": lambda t: W.explorer_html(X, scale=0)})
+rows("png_bytes", "colors", {"one": lambda t: W.png_bytes(X[0], colors=1)})
+_FRAME = lambda *v: np.zeros((4, 4, 1), np.float32)  # noqa: E731
+rows("explore", "render", {"int": lambda t: W.explore(3, {"a": [1, 2]}, live=False)})
+rows("explore", "params", {"empty": lambda t: W.explore(_FRAME, {}, live=False),
+                           "one-value": lambda t: W.explore(_FRAME, {"a": [1]}, live=False)})
+rows("explore", "width", {"zero": lambda t: W.explore(_FRAME, {"a": [1, 2]}, width=0, live=False)})
+rows("explore", "start", {"past-end": lambda t: W.explore(_FRAME, {"a": [1, 2]}, start=2, live=False)})
+rows("explore", "max_bytes", {"tiny": lambda t: W.explore(_FRAME, {"a": [1, 2]}, max_bytes=10, live=False)})
+rows("figure_image", "fig", {"array": lambda t: P.figure_image(np.zeros((2, 2)))})
 
 
 # ------------------------------------------------------------------------------ the CLI

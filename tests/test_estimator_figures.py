@@ -86,3 +86,28 @@ def test_reparameterization_graph_draws_both_panels():
     texts = [t.get_text() for a in axes for t in a.texts]
     assert any("varepsilon" in t for t in texts) and any("encoder" in t for t in texts)
     assert len(fig.legends) == 1
+
+
+def test_elbo_gap_frame_draws_the_gap_between_the_elbo_and_log_px():
+    fig, axes = plt.subplots(1, 2)
+    F.plot_elbo_gap(axes, [0.0, 0.0], np.diag([0.1, 0.2]), [0.5, 0.0], [0.3, 0.4], -5.0, -6.25,
+                    limits=((-2, 2), (-2, 2)), nats=(-10, -4))
+    assert "1.250" in axes[1].get_title()
+    ys = axes[1].patches[0].get_verts()[:, 1]  # the band, in display units -> back to data
+    lo, hi = axes[1].transData.inverted().transform([[0, ys.min()], [0, ys.max()]])[:, 1]
+    assert (lo, hi) == (pytest.approx(-6.25), pytest.approx(-5.0))
+    assert [ln.get_ydata()[0] for ln in axes[1].lines] == [-5.0, -6.25]  # log p(x), then the ELBO
+    assert axes[1].get_ylim() == (-10, -4) and axes[0].get_xlim() == (-2, 2)
+    assert len(axes[0].patches) == 4  # 1- and 2-sd ellipses of each
+    plt.close(fig)
+
+
+def test_gradient_spread_frame_reports_each_estimators_sd_and_what_falls_off_the_axis():
+    fig, ax = plt.subplots()
+    g = np.concatenate([np.zeros(90), np.full(10, 100.0)])
+    F.plot_gradient_spread(ax, {"wide": g, "narrow": np.linspace(-1, 1, 100)}, 0.5, xlim=(-5, 5), title="t")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0] == f"wide: sd {g.std(ddof=1):.3g}, 10% off the axis"
+    assert labels[1] == f"narrow: sd {np.linspace(-1, 1, 100).std(ddof=1):.3g}"
+    assert labels[2] == "true gradient 0.5" and ax.get_xlim() == (-5, 5)
+    plt.close(fig)

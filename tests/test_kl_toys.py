@@ -83,3 +83,27 @@ def test_optimal_std_formulas_against_numerical_minimisation(w, tau):
     post = float(kl_diag_gaussians(mu_star, math.log(kl_toys.exact_posterior_std(a)), mu_star,
                                    0.5 * math.log(tau**2 / (w**2 + tau**2))))
     assert abs(post) < 1e-6
+
+
+def test_the_kl_explorer_frame_shades_an_area_equal_to_the_kl_and_titles_both_directions():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2)
+    kl_toys.plot_kl_to_standard_normal(axes, 1.0, 0.5)
+    forward = float(kl_to_standard_normal(1.0, math.log(0.5)))
+    reverse = float(kl_diag_gaussians(0.0, 0.0, 1.0, math.log(0.5)))
+    assert f"{forward:.3f}" in axes[0].get_title() and f"{reverse:.3f}" in axes[1].get_title()
+    assert forward != pytest.approx(reverse)
+    # the shaded integrand's area (trapezoid over its outline) is the KL of the title
+    outline = axes[0].collections[0].get_paths()[0].vertices[1:1202]  # (z, integrand), then back along 0
+    ref = integrate.quad(lambda t: stats.norm.pdf(t, 1, 0.5) * (stats.norm.logpdf(t, 1, 0.5) - stats.norm.logpdf(t)),
+                         -10, 10)[0]
+    assert np.all(np.diff(outline[:, 0]) > 0)
+    assert np.trapezoid(outline[:, 1], outline[:, 0]) == pytest.approx(ref, abs=1e-3)
+    assert axes[1].lines[-1].get_xydata().tolist() == [[1.0, pytest.approx(math.log(0.5))]]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="`std`"):
+        kl_toys.plot_kl_to_standard_normal(axes, 0.0, 0.0)

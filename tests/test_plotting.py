@@ -120,3 +120,21 @@ def test_rate_distortion_draws_the_points_their_labels_and_lines_of_equal_elbo()
     assert legend == ["sweep", "equal ELBO: D + R = const", "other"]
     assert "rate" in ax.get_xlabel() and "distortion" in ax.get_ylabel()
     plt.close("all")
+
+
+def test_figure_image_is_the_figures_pixels_at_twice_its_dpi_and_closes_it():
+    fig, ax = plt.subplots(figsize=(2.0, 1.0), dpi=50)
+    fig.patch.set_facecolor("red")  # figure_image paints the background white
+    ax.set_axis_off()
+    ax.add_patch(plt.Rectangle((0, 0), 1, 1, color=(0.0, 0.0, 1.0), transform=fig.transFigure))
+    img = P.figure_image(fig)
+    assert img.shape == (100, 200, 3) and img.dtype == np.float32  # 2 x 1 inches at 2 x 50 dpi
+    np.testing.assert_allclose(img[50, 100], [0.0, 0.0, 1.0])  # the blue rectangle fills it
+    assert not plt.fignum_exists(fig.number)
+    fig2, _ = plt.subplots(figsize=(1.0, 1.0))
+    assert P.figure_image(fig2, dpi=30).shape == (30, 30, 3)
+    np.testing.assert_allclose(P.figure_image(plt.figure(figsize=(1, 1)), dpi=20), 1.0)  # empty: white
+    with pytest.raises(ValueError, match="`fig`"):
+        P.figure_image(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="`dpi`"):
+        P.figure_image(plt.figure(), dpi=0)

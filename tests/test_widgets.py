@@ -2,6 +2,7 @@
 
 import base64
 import io
+import json
 import re
 import sys
 
@@ -62,7 +63,7 @@ def test_every_explorer_gets_unique_ids():
 def test_default_values_are_frame_indices_and_start_is_respected():
     html = widgets.explorer_html(exact_frames(n=3), start=2)
     assert 'value="2"' in html and ">2</output>" in html
-    assert 'texts = ["0", "1", "2"]' in html
+    assert '"texts": ["0", "1", "2"]' in html
 
 
 def test_script_cannot_break_out_of_its_element():
@@ -166,3 +167,82 @@ def test_bad_inputs_to_helpers_are_refused(monkeypatch):
     monkeypatch.delenv("VAE_BOOK_STATIC", raising=False)
     with pytest.raises(ValueError, match="`live_factory`"):
         widgets.show(np.zeros((2, 4, 4, 1), np.float32), live_factory=3)
+
+
+# --------------------------------------------------------------------------------------------------
+# explore: frames computed from the slider values
+
+
+def _pixel_render(calls):
+    """render(a, b): a 2x3 grey frame whose pixels encode (a, b) exactly (multiples of 1/255)."""
+
+    def render(a, b=0):
+        calls.append((a, b))
+        return np.full((2, 3, 1), (10 * a + b) / 255.0, np.float32)
+
+    return render
+
+
+def test_explore_static_embeds_every_combination_in_c_order():
+    calls = []
+    ex = widgets.explore(_pixel_render(calls), {"a": [1, 2, 3], "b": [4, 5]}, live=False, scale=2)
+    assert calls == [(1, 4), (1, 5), (2, 4), (2, 5), (3, 4), (3, 5)]
+    assert isinstance(ex, widgets.Explorer) and ex.num_frames == 6 and ex.frame_shape == (2, 3, 1)
+    uris = embedded_frames(ex.html)
+    got = [int(decode_data_uri(u)[0, 0, 0]) for u in uris]
+    assert got == [14, 15, 24, 25, 34, 35]
+    sliders = re.findall(r'<input type="range"[^>]*>', ex.html)
+    assert len(sliders) == 2 and 'max="2"' in sliders[0] and 'max="1"' in sliders[1]
+    # default start: the middle of each slider, (index 1, index 1) -> frame 1 * 2 + 1 = (2, 5)
+    assert 'value="1"' in sliders[0] and 'value="1"' in sliders[1]
+    assert int(decode_data_uri(re.search(r'<img[^>]*src="([^"]+)"', ex.html).group(1))[0, 0, 0]) == 25
+    strides = [a["stride"] for a in json.loads(re.search(r"axes = (\[.*?\]), title", ex.html).group(1))]
+    assert strides == [2, 1]
+    assert "pixelated" in ex.html and "http" not in ex.html.lower()
+
+
+def test_explore_shows_figures_at_a_width_smoothly_with_a_palette():
+    ex = widgets.explore(lambda s: np.linspace(0, 1, 40 * 60 * 3).reshape(40, 60, 3), {"s": [1, 2]},
+                         width=30, live=False)
+    img = re.search(r"<img[^>]*>", ex.html).group(0)
+    assert 'width="30"' in img and 'height="20"' in img and "max-width:100%" in img and "pixelated" not in img
+    assert Image.open(io.BytesIO(base64.b64decode(embedded_frames(ex.html)[0].split(",", 1)[1]))).mode == "P"
+
+
+def test_explore_live_renders_on_demand_and_caches():
+    pytest.importorskip("ipywidgets")
+    calls = []
+    box = widgets.explore(_pixel_render(calls), {"a": [1, 2, 3], "b": [4, 5]}, live=True, start=(0, 0),
+                          title="T")
+    assert calls == [(1, 4)]  # only the start frame is computed
+    _, image, row_a, row_b = box.children
+    slider_a, value_a = row_a.children
+    slider_a.value = 2
+    assert calls == [(1, 4), (3, 4)] and value_a.value == "3"
+    assert int(decode_data_uri(re.search(r'src="([^"]+)"', image.value).group(1))[0, 0, 0]) == 34
+    slider_a.value = 0
+    assert calls == [(1, 4), (3, 4)]  # cached
+
+
+def test_explore_refuses_bad_input_naming_the_argument():
+    ok = {"a": [1, 2]}
+    render = lambda a: np.zeros((2, 2, 1), np.float32)
+    for kwargs, match in [
+        (dict(render=3, params=ok), "`render` must be callable"),
+        (dict(render=render, params={}), "`params` must be a dict of 1 or 2"),
+        (dict(render=render, params={"a": [1, 2], "b": [1, 2], "c": [1, 2]}), "`params` must be a dict"),
+        (dict(render=render, params={"a": [1]}), r"params\['a'\]` must hold at least 2"),
+        (dict(render=render, params={"a": "xy"}), r"params\['a'\]` must be a sequence"),
+        (dict(render=render, params=ok, start=(5,)), "`start`"),
+        (dict(render=render, params=ok, width=0), "`width`"),
+        (dict(render=render, params=ok, live="yes"), "`live`"),
+        (dict(render=lambda a: np.zeros((2, 2)), params=ok), r"`render\(1,\)` must return one image"),
+        (dict(render=lambda a: np.full((2, 2, 1), 2.0), params=ok), r"`render\(1,\)` must return one image"),
+        (dict(render=lambda a: np.zeros((a, 2, 1)), params=ok), "frames of one shape"),
+        (dict(render=lambda a: np.random.default_rng(a).uniform(size=(64, 64, 3)), params=ok, max_bytes=1000),
+         "`max_bytes` must hold the embedded frames"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            widgets.explore(**kwargs, **({} if "live" in kwargs else {"live": False}))
+    with pytest.raises(ValueError, match="`colors`"):
+        widgets.png_bytes(np.zeros((2, 2, 3), np.float32), colors=1)

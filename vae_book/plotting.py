@@ -34,6 +34,7 @@ __all__ = [
     "histograms",
     "occupancy_grid",
     "rate_distortion",
+    "figure_image",
 ]
 
 
@@ -369,3 +370,31 @@ def rate_distortion(rates: ArrayLike, distortions: ArrayLike, ax: Axes | None = 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
     return ax
+
+
+def figure_image(fig: Figure, *, dpi: float | None = None) -> np.ndarray:
+    """The pixels of a Matplotlib figure, ``(H, W, 3)`` float32 in [0, 1] on a white background, and
+    the figure closed (so a loop that draws one figure per explorer frame does not pile them up).
+
+    Args:
+        fig: the figure, drawn with the non-interactive Agg renderer (whatever the backend).
+        dpi: dots per inch; default ``2 * fig.dpi`` — twice the size, to be shown at half its pixel
+            width (``widgets.explore(..., width=...)``) so that it is sharp on high-DPI screens.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as _Figure
+
+    if not isinstance(fig, _Figure):
+        raise ValueError(f"`fig` must be a matplotlib Figure, got {type(fig).__name__}.")
+    if dpi is not None and (isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not 10 <= dpi <= 1000):
+        raise ValueError(f"`dpi` must be None or a number in [10, 1000], got {dpi!r}.")
+    dpi = float(2 * fig.dpi if dpi is None else dpi)
+    try:
+        canvas = FigureCanvasAgg(fig)
+        fig.set_dpi(dpi)
+        fig.patch.set_facecolor("white")
+        canvas.draw()
+        rgba = np.asarray(canvas.buffer_rgba(), dtype=np.float32) / 255.0
+    finally:
+        plt.close(fig)
+    return np.ascontiguousarray(rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:]))

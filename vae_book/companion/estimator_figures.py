@@ -6,11 +6,12 @@ and closed forms — never models, and return the Axes (or, for the graph, the F
 * chapter 4: the ELBO against one variational parameter (:func:`plot_elbo_sweep`), the
   importance-weighted bound against K (:func:`plot_iwae`, from
   :func:`~vae_book.companion.estimators.iwae_repeats`), the aggregate posterior
-  (:func:`plot_aggregate_posterior`);
+  (:func:`plot_aggregate_posterior`), and the frame of the ELBO-gap explorer (:func:`plot_elbo_gap`);
 * chapter 5: gradient-estimator variances, closed form against Monte Carlo (:func:`plot_variance`,
   from :func:`~vae_book.companion.estimators.estimator_variance` and
   :func:`~vae_book.companion.estimators.square_grad_variance`), and the computational graph of the
-  reparameterization trick (:func:`draw_reparameterization_graph`).
+  reparameterization trick (:func:`draw_reparameterization_graph`), and the frame of the
+  gradient-spread explorer (:func:`plot_gradient_spread`).
 
 Values are nats.
 """
@@ -39,6 +40,8 @@ __all__ = [
     "plot_iwae",
     "plot_aggregate_posterior",
     "draw_reparameterization_graph",
+    "plot_elbo_gap",
+    "plot_gradient_spread",
 ]
 
 
@@ -295,3 +298,70 @@ def draw_reparameterization_graph() -> Figure:
     fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Explorer frames (chapters 4 and 5)
+# --------------------------------------------------------------------------------------------------
+
+
+def plot_elbo_gap(axes: Sequence[Axes], post_mean: ArrayLike, post_cov: ArrayLike, q_mean: ArrayLike,
+                  q_std: ArrayLike, log_px: float, elbo: float, *, limits: tuple[tuple[float, float], ...],
+                  nats: tuple[float, float]) -> Sequence[Axes]:
+    r"""Two panels: a diagonal :math:`q(z\mid x)` against the exact posterior, and the gap it leaves.
+
+    Left, in the 2-D latent plane: the 1- and 2-standard-deviation ellipses of the posterior
+    :math:`\mathcal N(` ``post_mean``, ``post_cov`` :math:`)` and of
+    :math:`q = \mathcal N(` ``q_mean``, :math:`\operatorname{diag}` ``q_std`` :math:`^2)`, within
+    ``limits`` ``((z1 low, z1 high), (z2 low, z2 high))``. Right: :math:`\log p(x)`, the ELBO
+    :math:`\mathcal L` and the gap :math:`\log p(x) - \mathcal L = \mathrm{KL}(q\,\|\,p(z\mid x))`
+    between them, on the fixed range ``nats`` so that frames of an explorer line up. Returns ``axes``.
+    """
+    ax, ax_gap = axes
+    post_mean, post_cov = np.asarray(post_mean, np.float64), np.asarray(post_cov, np.float64)
+    q_mean, q_std = np.asarray(q_mean, np.float64), np.asarray(q_std, np.float64)
+    for nstd, alpha in ((1.0, 1.0), (2.0, 0.5)):
+        _ellipse(ax, post_mean, post_cov, nstd=nstd, color="k", lw=1.5, alpha=alpha)
+        _ellipse(ax, q_mean, np.diag(q_std**2), nstd=nstd, color="C0", lw=2, alpha=alpha)
+    ax.plot(*post_mean, "k+", ms=10, mew=1.5)
+    ax.plot(*q_mean, "o", color="C0", ms=5)
+    ax.legend(handles=[Line2D([], [], color="k", lw=1.5, label=r"posterior $p(z\mid x)$"),
+                       Line2D([], [], color="C0", lw=2, label=r"$q(z\mid x)$")],
+              fontsize=8, loc="upper right")
+    ax.set(xlim=limits[0], ylim=limits[1], xlabel="$z_1$", ylabel="$z_2$", aspect="equal",
+           title="1 and 2 standard deviations")
+    ax.grid(alpha=0.3)
+    gap = float(log_px) - float(elbo)
+    ax_gap.axhspan(float(elbo), float(log_px), color="C1", alpha=0.35, label=r"gap = KL$(q\,\|\,p(z\mid x))$")
+    ax_gap.axhline(float(log_px), color="k", ls="--", lw=1.5, label=r"$\log p(x)$")
+    ax_gap.axhline(float(elbo), color="C0", lw=3, label=r"ELBO $\mathcal{L}(x)$")
+    ax_gap.set(ylim=nats, xticks=[], ylabel="nats", title=f"gap {gap:.3f} nats")
+    ax_gap.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.02), frameon=False)
+    ax_gap.grid(alpha=0.3, axis="y")
+    return axes
+
+
+def plot_gradient_spread(ax: Axes, samples: dict[str, ArrayLike], true_value: float, *,
+                         xlim: tuple[float, float], bins: int = 60, title: str | None = None) -> Axes:
+    """Histograms of single-sample gradient estimates on a fixed range, with the true gradient.
+
+    ``samples`` maps an estimator's label to its estimates (n,); each legend entry gives the
+    estimates' standard deviation and the share that falls outside ``xlim`` (a fixed range, so that
+    frames of an explorer compare). Returns the Axes.
+    """
+    edges = np.linspace(*xlim, bins + 1)
+    for i, (label, g) in enumerate(samples.items()):
+        g = np.asarray(g, np.float64)
+        outside = float(np.mean((g < xlim[0]) | (g > xlim[1])))
+        ax.hist(g, bins=edges, density=True, histtype="stepfilled", alpha=0.35, color=f"C{i}",
+                label=f"{label}: sd {g.std(ddof=1):.3g}" + (f", {100 * outside:.0f}% off the axis"
+                                                           if outside >= 0.005 else ""))
+        ax.hist(g, bins=edges, density=True, histtype="step", color=f"C{i}", lw=1.2)
+    ax.axvline(float(true_value), color="k", ls="--", lw=1.5, label=f"true gradient {float(true_value):g}")
+    ax.set(xlim=xlim, yscale="log", ylim=(1e-3, 50), xlabel="single-sample estimate",
+           ylabel="density (log scale)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    return ax

@@ -5,7 +5,9 @@ r"""Forward and reverse KL fits and the log-sigma / log-variance slip, for chapt
   (:func:`grid_kl`, :func:`fit_gaussian_kl`, :func:`kl_landscape`);
 * the **log-sigma vs log-variance slip** (:func:`kl_log_var_slip`, deliberately wrong) and the
   1-D linear-Gaussian negative ELBO in closed form (:func:`linear_1d_neg_elbo`), with the optimal
-  encoder standard deviations of both (:func:`exact_posterior_std`, :func:`slip_optimal_std`).
+  encoder standard deviations of both (:func:`exact_posterior_std`, :func:`slip_optimal_std`);
+* the frame of the chapter's **KL explorer** (:func:`plot_kl_to_standard_normal`): the two densities,
+  the integrand whose area is the KL, and the KL over the plane of (mean, log std).
 
 Everything is in nats; a Gaussian is given by ``mean`` and ``log_std`` = :math:`\log\sigma`.
 """
@@ -13,9 +15,9 @@ Everything is in nats; a Gaussian is given by ``mean`` and ``log_std`` = :math:`
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +27,9 @@ from jax.typing import ArrayLike
 
 from vae_book import distributions as D
 from vae_book._checks import check_array, check_positive_int
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = [
     "BIMODAL",
@@ -37,6 +42,7 @@ __all__ = [
     "linear_1d_neg_elbo",
     "exact_posterior_std",
     "slip_optimal_std",
+    "plot_kl_to_standard_normal",
 ]
 
 #: The bimodal target of chapter 3: weights, means and standard deviations of two Gaussians.
@@ -185,3 +191,51 @@ def slip_optimal_std(a: ArrayLike) -> np.ndarray | float:
     r"""The :math:`\sigma` that minimises the negative ELBO with the slipped KL: :math:`(\sqrt{1+8a}-1)/(4a)`."""
     a = np.asarray(a, np.float64)
     return (np.sqrt(1.0 + 8.0 * a) - 1.0) / (4.0 * a)
+
+
+def plot_kl_to_standard_normal(axes: Sequence[Axes], mean: float, std: float, *,
+                               means: ArrayLike = (-3.0, 3.0), log_stds: ArrayLike = (-2.0, 1.2)) -> Sequence[Axes]:
+    r"""Two panels for :math:`q = \mathcal N(\mu,\sigma^2)` against :math:`p = \mathcal N(0, 1)`.
+
+    Left: the two densities and the integrand :math:`q(z)\log\frac{q(z)}{p(z)}` of
+    :math:`\mathrm{KL}(q\,\|\,p)`, shaded (its area is the KL; it is negative where :math:`q < p`).
+    Right: :math:`\mathrm{KL}(q\,\|\,p)` from the library's closed form
+    (:func:`vae_book.distributions.kl_to_standard_normal`) over the plane of ``means`` and
+    ``log_stds`` (ranges ``(low, high)``), as filled contours at 0.1, 0.5, 1, 2, 5 and 10 nats, and the current
+    :math:`(\mu, \log\sigma)` marked. The titles give both directions, in nats. The axes limits do not
+    depend on ``mean`` and ``std``, so frames of an explorer line up (the density panel fits
+    :math:`|\mu| \le 2` with :math:`\sigma \ge 0.4`). Returns ``axes``.
+    """
+    if not (isinstance(std, (int, float, np.floating)) and std > 0):
+        raise ValueError(f"`std` must be a positive number, got {std!r}.")
+    mean, std = float(mean), float(std)
+    ax, ax_map = axes
+    z = np.linspace(-6.0, 6.0, 1201)
+    log_q = np.asarray(D.gaussian_log_prob(z, mean, math.log(std)), np.float64)
+    log_p = np.asarray(D.standard_normal_log_prob(z), np.float64)
+    q = np.exp(log_q)
+    integrand = q * (log_q - log_p)
+    forward = float(D.kl_to_standard_normal(mean, math.log(std)))
+    reverse = float(D.kl_diag_gaussians(0.0, 0.0, mean, math.log(std)))
+    ax.plot(z, np.exp(log_p), color="0.3", lw=1.5, label=r"$p=\mathcal{N}(0,1)$")
+    ax.plot(z, q, color="C0", lw=2, label=rf"$q=\mathcal{{N}}({mean:g}, {std:g}^2)$")
+    ax.fill_between(z, integrand, color="C1", alpha=0.35, label=r"$q\log(q/p)$, area = KL")
+    ax.axhline(0.0, color="k", lw=0.6)
+    ax.set(xlim=(-6, 6), ylim=(-0.6, 3.2), xlabel="$z$", ylabel="density, integrand",
+           title=rf"KL$(q\,\|\,p)$ = {forward:.3f} nats")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    mm, ss = np.meshgrid(np.linspace(*means, 121), np.linspace(*log_stds, 121))
+    kl = np.asarray(D.kl_to_standard_normal(mm, ss), np.float64)
+    from matplotlib.colors import BoundaryNorm
+
+    levels = [0.0, 0.1, 0.5, 1, 2, 5, 10, 1e3]
+    ax_map.contourf(mm, ss, kl, levels=levels, cmap="Blues", norm=BoundaryNorm(levels, 256), alpha=0.8)
+    cs = ax_map.contour(mm, ss, kl, levels=levels[1:-1], colors="0.25", linewidths=0.8)
+    ax_map.clabel(cs, fontsize=7, fmt="%g")
+    ax_map.plot([0], [0], "k+", ms=10, mew=1.5)
+    ax_map.plot([mean], [math.log(std)], "o", color="C3", ms=8, mec="w")
+    ax_map.set(xlabel=r"mean $\mu$ of $q$", ylabel=r"$\log\sigma$ of $q$",
+               title=rf"KL$(p\,\|\,q)$ = {reverse:.3f} nats (the other way)")
+    return axes
+
