@@ -246,3 +246,12 @@ def test_explore_refuses_bad_input_naming_the_argument():
             widgets.explore(**kwargs, **({} if "live" in kwargs else {"live": False}))
     with pytest.raises(ValueError, match="`colors`"):
         widgets.png_bytes(np.zeros((2, 2, 3), np.float32), colors=1)
+
+
+def test_explore_falls_back_to_the_static_explorer_without_ipywidgets(monkeypatch):
+    monkeypatch.delenv("VAE_BOOK_STATIC", raising=False)
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)
+    with pytest.warns(UserWarning, match=r"ipywidgets is not installed.*vae-book\[widgets\]") as record:
+        out = widgets.explore(_pixel_render([]), {"a": [1, 2]})
+    assert isinstance(out, widgets.Explorer) and out.num_frames == 2
+    assert record[0].filename == __file__  # the warning points at the caller

@@ -407,6 +407,17 @@ def live_explorer(frames: ArrayLike, values: Sequence[float | str] | np.ndarray 
     return widgets.VBox(children)
 
 
+def _ipywidgets_or_warn() -> bool:
+    """Whether ipywidgets can be imported; if not, warn (at the caller's caller) how to get the live explorer."""
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        warnings.warn('ipywidgets is not installed, so this is the static explorer; for the live one: '
+                      'pip install "vae-book[widgets]"', stacklevel=3)
+        return False
+    return True
+
+
 def show(frames: ArrayLike, values: Sequence[float | str] | np.ndarray | None = None, *, label: str = "frame",
          title: str | None = None, scale: int = 4, start: int = 0, max_bytes: int = MAX_EMBED_BYTES,
          live_factory: Callable[..., Any] | None = None) -> Explorer | ipywidgets.VBox | Any:
@@ -424,11 +435,7 @@ def show(frames: ArrayLike, values: Sequence[float | str] | np.ndarray | None = 
     if is_static():
         return image_explorer(frames, values, **kwargs)
     if live_factory is None:
-        try:
-            import ipywidgets  # noqa: F401
-        except ImportError:
-            warnings.warn('ipywidgets is not installed, so this is the static explorer; for the live one: '
-                          'pip install "vae-book[widgets]"', stacklevel=2)
+        if not _ipywidgets_or_warn():
             return image_explorer(frames, values, **kwargs)
         live_factory = live_explorer
     if not callable(live_factory):
@@ -569,14 +576,7 @@ def explore(render: Callable[..., ArrayLike], params: dict[str, Sequence[float |
     if live is not None and not isinstance(live, bool):
         raise ValueError(f"`live` must be None, True or False, got {live!r}.")
     if live is None:
-        live = not is_static()
-        if live:
-            try:
-                import ipywidgets  # noqa: F401
-            except ImportError:
-                warnings.warn('ipywidgets is not installed, so this is the static explorer; for the live one: '
-                              'pip install "vae-book[widgets]"', stacklevel=2)
-                live = False
+        live = not is_static() and _ipywidgets_or_warn()
     if live:
         return _LiveExplorer(render, axes, title, start, scale, width).widget
     import itertools
