@@ -386,10 +386,11 @@ def live_explorer(frames: ArrayLike, values: Sequence[float | str] | np.ndarray 
 
     uris = [png_data_uri(f) for f in frames]
 
+    cw, ch, style = _img_style(w, h, scale, None)
+
     def img_html(i: int) -> str:
-        return (f'<img src="{uris[i]}" width="{w * scale}" height="{h * scale}" alt="{_html.escape(label)} = '
-                f'{_html.escape(texts[i])}" style="width:{w * scale}px;height:{h * scale}px;'
-                'image-rendering:crisp-edges;image-rendering:pixelated;">')
+        return (f'<img src="{uris[i]}" width="{cw}" height="{ch}" alt="{_html.escape(label)} = '
+                f'{_html.escape(texts[i])}" style="{style}">')
 
     image = widgets.HTML(img_html(start))
     slider = widgets.IntSlider(value=int(start), min=0, max=n - 1, step=1, description=label, readout=False,
