@@ -162,7 +162,9 @@ def test_likelihood_head_is_shared_and_its_channel_rule():
     s = likelihood_stages(out, learned)
     assert list(s) == ["raw log_std", "mean", "log_std"]
     np.testing.assert_array_equal(s["mean"], out[..., :2])
-    np.testing.assert_allclose(s["log_std"], -5.0 + np.logaddexp(0.0, np.asarray(out[..., 2:]) + 5.0), rtol=1e-6)
+    m = learned.min_log_std
+    assert m == pytest.approx(np.log(0.1))  # the default floor: sigma >= 0.1
+    np.testing.assert_allclose(s["log_std"], m + np.logaddexp(0.0, np.asarray(out[..., 2:]) - m), rtol=1e-6)
     fixed = likelihood_stages(out[..., :2], make_config("mlp", image_shape=(3, 3, 2), likelihood="gaussian",
                                                         decoder_log_std=-1.0))
     np.testing.assert_array_equal(fixed["log_std"], np.full((2, 3, 3, 2), -1.0, np.float32))
@@ -312,7 +314,7 @@ def test_configs_share_the_base_and_keep_their_fields(kind):
     assert isinstance(config, VAEConfig)
     assert config.image_shape == IMAGE and type(config.z_dim) is int
     d = config_dict(config)
-    assert d["kind"] == type(config).__name__ and d["image_shape"] == IMAGE and d["min_log_std"] == -5.0
+    assert d["kind"] == type(config).__name__ and d["image_shape"] == IMAGE and d["min_log_std"] == np.log(0.1)
     assert type(config)(**{k: v for k, v in d.items() if k != "kind"}) == config
     own, bad = {"mlp": ("hidden", 0), "conv": ("channels", (4, 0.5)), "transformer": ("mlp_ratio", 0)}[kind]
     with pytest.raises(ValueError, match=f"`{own}` must be a positive integer, got {bad if kind != 'conv' else 0.5}"):
@@ -321,7 +323,7 @@ def test_configs_share_the_base_and_keep_their_fields(kind):
 
 def test_config_defaults_and_field_names_unchanged():
     fields = lambda cls: {f.name: f.default for f in dataclasses.fields(cls)}  # noqa: E731
-    shared = dict(decoder_log_std=None, min_log_std=-5.0)
+    shared = dict(decoder_log_std=None, min_log_std=np.log(0.1))  # sigma >= 0.1, what the book teaches
     assert fields(MLPConfig) == dict(image_shape=(28, 28, 1), hidden=500, z_dim=20, likelihood="bernoulli", **shared)
     assert fields(ConvConfig) == dict(image_shape=(64, 64, 3), channels=(32, 64, 128, 256), z_dim=32,
                                       likelihood="gaussian", kernel_size=4, activation="relu", dtype="float32",

@@ -46,8 +46,10 @@ ENV_VAR = "VAE_BOOK_PROFILE"
 #: environment variable the book build sets to ``1``: static HTML explorers, no progress bars
 STATIC_ENV_VAR = "VAE_BOOK_STATIC"
 
-#: floor of the learned decoder log sigma of the conv and transformer VAEs: sigma >= 0.1 (chapter 7,
-#: "Where to put the floor", measures why a lower floor gives blurrier reconstructions on shapes).
+#: floor of a learned decoder log sigma, for images in [0, 1]: sigma >= 0.1, the default of every model
+#: config and of every profile. A floor far below any error (e.g. -5, sigma >= 0.007) lets the easy
+#: pixels (a black background) take almost all the gradient weight 1 / sigma^2: chapter 7 ("Where to put
+#: the floor") derives why, chapter 9 measures it on learned-sigma MLP VAEs with both floors.
 MIN_LOG_STD = math.log(0.1)
 
 

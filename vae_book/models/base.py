@@ -34,6 +34,7 @@ from flax import nnx
 from vae_book import distributions as D
 from vae_book._checks import (as_float_images, check_array, check_images, check_key, check_number,
                               check_positive_int)
+from vae_book.profiles import MIN_LOG_STD
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 #: the compute dtypes a conv or transformer config may name (parameters are always float32)
@@ -71,7 +72,8 @@ class VAEConfig:
         likelihood: ``"bernoulli"`` or ``"gaussian"``.
         decoder_log_std: ``None`` learns a per-pixel decoder log sigma; a finite float fixes it
             (Gaussian only, ignored for Bernoulli).
-        min_log_std: finite lower bound of a learned decoder log sigma (see :func:`bounded_log_std`).
+        min_log_std: finite lower bound of a learned decoder log sigma (see :func:`bounded_log_std`);
+            default :data:`vae_book.profiles.MIN_LOG_STD` = log 0.1.
 
     Every check raises a ``ValueError`` that names the field, what it must be and what came.
     Subclasses check their own fields after calling ``super().__post_init__()``.
@@ -81,7 +83,7 @@ class VAEConfig:
     z_dim: int = 20
     likelihood: str = "bernoulli"
     decoder_log_std: float | None = None
-    min_log_std: float = -5.0
+    min_log_std: float = MIN_LOG_STD
 
     def __post_init__(self):
         shape = self.image_shape

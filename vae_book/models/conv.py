@@ -35,8 +35,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from vae_book._checks import check_positive_int
-from vae_book.models.base import (VAE, VAEConfig, check_compute_dtype, likelihood_stages, posterior_stages,
-                                  set_config)
+from vae_book.models.base import (VAE, VAEConfig, check_compute_dtype, likelihood_stages,
+                                  posterior_stages, set_config)
+from vae_book.profiles import MIN_LOG_STD
 
 __all__ = ["ConvConfig", "ConvVAE", "depth_to_space"]
 
@@ -70,7 +71,7 @@ class ConvConfig(VAEConfig):
     z_dim: int = 32
     likelihood: str = "gaussian"
     decoder_log_std: float | None = None
-    min_log_std: float = -5.0
+    min_log_std: float = MIN_LOG_STD
     kernel_size: int = 4
     activation: str = "relu"
     dtype: str = "float32"

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from vae_book.models.base import VAE, VAEConfig, likelihood_stages, posterior_stages, set_config
+from vae_book.profiles import MIN_LOG_STD
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class MLPConfig(VAEConfig):
     z_dim: int = 20
     likelihood: str = "bernoulli"
     decoder_log_std: float | None = None
-    min_log_std: float = -5.0
+    min_log_std: float = MIN_LOG_STD
 
     def __post_init__(self):
         super().__post_init__()

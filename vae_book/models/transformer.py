@@ -48,8 +48,9 @@ from flax import nnx
 from vae_book._checks import check_array, check_positive_int
 from vae_book.models._blocks import REMAT_POLICY, BlockStack, TransformerBlock  # noqa: F401  (re-exported)
 from vae_book.models._blocks import attention_implementation  # noqa: F401  (re-exported)
-from vae_book.models.base import (VAE, VAEConfig, check_compute_dtype, likelihood_stages, posterior_stages,
-                                  set_config)
+from vae_book.models.base import (VAE, VAEConfig, check_compute_dtype, likelihood_stages,
+                                  posterior_stages, set_config)
+from vae_book.profiles import MIN_LOG_STD
 
 __all__ = [
     "TransformerConfig",
@@ -197,7 +198,7 @@ class TransformerConfig(VAEConfig):
     z_dim: int = 64
     likelihood: str = "gaussian"
     decoder_log_std: float | None = None
-    min_log_std: float = -5.0
+    min_log_std: float = MIN_LOG_STD
     dtype: str = "float32"
 
     def __post_init__(self):
