@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import ndimage
 from flax import nnx
 
 from vae_book import cache as K
@@ -115,6 +116,30 @@ def test_empty_frames_are_not_classified_confidently_and_true_images_are(trained
     assert S.score(classifier, data.test, confidence=0.5).confident_fraction >= true.confident_fraction
 
 
+@pytest.mark.parametrize("sigma", [0.0, 0.4, 1.0, 2.5])
+def test_gaussian_blur_is_scipys_gaussian_filter_with_zeros_outside(sigma):
+    x = np.random.default_rng(0).random((2, 11, 9, 3)).astype(np.float32)
+    got = np.asarray(S.gaussian_blur(jnp.asarray(x), jnp.full((2,), sigma)))
+    for img, out in zip(x, got):
+        want = img if sigma == 0 else ndimage.gaussian_filter(img.astype(np.float64), (sigma, sigma, 0),
+                                                               mode="constant", truncate=20.0)
+        np.testing.assert_allclose(out, want, atol=1e-6)
+    # each image gets its own width: the second image of a pair is blurred, the first is not
+    pair = np.asarray(S.gaussian_blur(jnp.asarray(x), jnp.asarray([0.0, 1.0])))
+    np.testing.assert_allclose(pair[0], x[0], atol=1e-6)
+    assert np.abs(pair[1] - x[1]).max() > 0.1
+
+
+def test_blurred_sprites_keep_their_shape_and_a_sharp_only_classifier_loses_it(trained, data, tmp_path):
+    classifier, _ = trained
+    factors = {k: v[:300] for k, v in data.test_factors.items()}
+    blurred = np.stack([ndimage.gaussian_filter(img, (1.0, 1.0, 0), mode="constant") for img in data.test[:300]])
+    assert S.score(classifier, blurred, factors).shape_accuracy >= 0.95
+    sharp_only = S.train_classifier(data, cache=tmp_path, blur_max=0.0, **TRAIN)
+    assert sharp_only.accuracy["shape"] >= 0.95  # as good on the sharp held-out sprites
+    assert S.score(sharp_only, blurred, factors).shape_accuracy < 0.8
+
+
 def test_a_scrambled_image_loses_its_shape_but_keeps_its_colour(trained, data):
     classifier, _ = trained
     rng = np.random.default_rng(0)
@@ -140,7 +165,7 @@ def test_a_second_call_loads_from_the_cache_and_predicts_the_same(trained, data,
         np.testing.assert_array_equal(got[name], want[name])
 
 
-@pytest.mark.parametrize("change", ["steps", "seed", "data", "code"])
+@pytest.mark.parametrize("change", ["steps", "seed", "data", "code", "blur"])
 def test_the_cache_key_follows_the_settings_the_data_and_the_code(trained, data, monkeypatch, change):
     _, folder = trained
     monkeypatch.setenv(K.CACHE_ENV, str(folder))
@@ -157,6 +182,8 @@ def test_the_cache_key_follows_the_settings_the_data_and_the_code(trained, data,
         settings["steps"] += 1
     elif change == "seed":
         settings["seed"] = 1
+    elif change == "blur":
+        settings["blur_max"] = 0.0
     elif change == "data":
         train = data.train.copy()
         train[0, 0, 0, 0] = 0.5  # one pixel of one image
@@ -212,7 +239,9 @@ def test_cache_false_trains_without_writing(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(K, "fit", lambda *args, **kwargs: calls.append(kwargs) or History())
     classifier = S.train_classifier(shapes(100, 20, size=16), steps=2, batch_size=16, cache=False, progress=False)
-    assert len(calls) == 1 and calls[0]["steps"] == 2 and calls[0]["loss_fn"] is S.classifier_loss
+    loss_fn = calls[0]["loss_fn"]
+    assert len(calls) == 1 and calls[0]["steps"] == 2 and loss_fn.func is S.classifier_loss
+    assert loss_fn.keywords == {"blur_max": S.BLUR_MAX_PIXELS}
     assert classifier.path is None and not classifier.cached and not list(tmp_path.iterdir())
 
 
@@ -296,6 +325,8 @@ TRAIN_ROWS = [
     (lambda d: dict(dataset=d, batch_size=10**6), "batch_size"),
     (lambda d: dict(dataset=d, learning_rate=0.0), "learning_rate"),
     (lambda d: dict(dataset=d, seed=-1), "seed"),
+    (lambda d: dict(dataset=d, blur_max=-0.5), "blur_max"),
+    (lambda d: dict(dataset=d, blur_max=float("nan")), "blur_max"),
     (lambda d: dict(dataset=d, cache=""), "cache"),
     (lambda d: dict(dataset=d, progress="yes"), "progress"),
 ]
@@ -377,3 +408,32 @@ def test_factor_targets_refuses_bad_factors_and_ranges():
         S.factor_targets([1, 2], (0.1, 0.9))
     with pytest.raises(ValueError, match="`position_range`"):
         S.factor_targets({**f, "shape": np.array([0, 1])}, (0.5,))
+
+
+def test_blur_table_has_a_row_per_classifier_and_a_column_per_width(trained, data):
+    classifier, _ = trained
+    small = Dataset("shapes", data.train, data.test[:200], train_factors=data.train_factors,
+                    test_factors={k: v[:200] for k, v in data.test_factors.items()})
+    table = S.blur_table({"a": classifier, "b": classifier}, small, (0.0, 1.0))
+    assert list(table.index) == ["a", "b"] and list(table.columns) == ["blur 0 px", "blur 1 px"]
+    sharp = 100 * S.score(classifier, small.test, small.test_factors).shape_accuracy
+    assert table.loc["a", "blur 0 px"] == pytest.approx(sharp)
+    blurred = np.stack([ndimage.gaussian_filter(img, (1.0, 1.0, 0), mode="constant") for img in small.test])
+    assert table.loc["b", "blur 1 px"] == pytest.approx(100 * S.score(classifier, blurred,
+                                                                      small.test_factors).shape_accuracy, abs=0.6)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(classifiers={}), "classifiers"),
+    (dict(classifiers={"a": "clf"}), "classifiers"),
+    (dict(widths=()), "widths"),
+    (dict(widths=(0.0, -1.0)), "widths"),
+    (dict(widths="1"), "widths"),
+    (dict(dataset="shapes"), "dataset"),
+    (dict(batch_size=0), "batch_size"),
+])
+def test_blur_table_refuses_bad_arguments_naming_them(trained, data, kwargs, name):
+    classifier, _ = trained
+    args = {"classifiers": {"a": classifier}, "dataset": data, **kwargs}
+    with pytest.raises(ValueError, match=f"`{name}` must"):
+        S.blur_table(args.pop("classifiers"), args.pop("dataset"), **args)

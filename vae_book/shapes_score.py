@@ -35,6 +35,7 @@ documented together, the one place the book's recognisability numbers come from.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -58,7 +59,8 @@ if TYPE_CHECKING:
 
 __all__ = ["TARGETS", "NUM_CLASSES", "HUE_NAMES", "DEFAULT_STEPS", "ClassifierConfig", "ClassifierNet",
            "DEFAULT_LEARNING_RATE", "ShapesClassifier", "Score", "Recognisability", "factor_targets",
-           "classifier_loss", "classifier_code_fingerprint",
+           "classifier_loss", "classifier_code_fingerprint", "gaussian_blur", "BLUR_MAX_PIXELS",
+           "blur_table",
            "train_classifier", "score", "recognisability", "score_table"]
 
 #: the classifier's targets, in the order of its heads
@@ -75,6 +77,10 @@ DEFAULT_LEARNING_RATE = 2e-3
 _GRID = 3  # cells of the position grid along each axis
 #: empty (black) frames in every training batch, for which the shape head learns the uniform distribution
 _BLANKS_PER_BATCH = 4
+#: training images are blurred by a Gaussian of standard deviation drawn uniformly from [0, this] pixels
+#: (see :func:`classifier_loss`): a VAE's reconstructions are blurred copies of the sprites, and a
+#: classifier trained on sharp sprites only calls every blurred square a circle
+BLUR_MAX_PIXELS = 1.5
 _FACTORS = ("shape", "hue", "pos_x", "pos_y")
 #: images: a NumPy or JAX array (N, H, W, 3), float in [0, 1] or uint8
 ArrayLike = np.ndarray | jax.Array
@@ -292,22 +298,28 @@ def _unpack(x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
     return x[..., :3], {"shape": shape, "hue": hue, "position": position}
 
 
-def classifier_loss(model: ClassifierNet, x: jax.Array, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+def classifier_loss(model: ClassifierNet, x: jax.Array, key: jax.Array, *,
+                    blur_max: float = BLUR_MAX_PIXELS) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The sum of the three heads' mean cross-entropies (nats per image) on a batch ``x`` ``(B, H, W, 4)``.
 
     ``x`` holds the images in its first three channels and each image's targets, coded, in the fourth
     (what :func:`train_classifier` passes to :func:`vae_book.train.fit`). The first four images of
     every batch (a random four: batches are shuffled) are replaced by empty black frames; the shape
     head's target for them is the uniform distribution (its cross-entropy to it), which teaches it to
-    be unsure when there is no sprite, and the other heads skip them. ``key`` is unused.
+    be unsure when there is no sprite, and the other heads skip them. Every image is blurred
+    (:func:`gaussian_blur`) by a standard deviation drawn from ``key``, uniform in
+    ``[0, blur_max]`` (0: no blur), so that the shape head judges the shape, not the sharpness: trained on
+    sharp sprites only, it called 2 in 3 sprites blurred by 1 pixel circles (34% shape accuracy,
+    chance 33%; 90% at 0.5 pixel).
 
     Returns:
         ``(loss, metrics)``: ``loss`` and ``<target>_accuracy`` on the batch's images with a sprite.
     """
-    del key
     images, targets = _unpack(x)
     blank = jnp.arange(x.shape[0]) < min(_BLANKS_PER_BATCH, x.shape[0] - 1)
     images = jnp.where(blank[:, None, None, None], 0.0, images)
+    if blur_max > 0:
+        images = gaussian_blur(images, jax.random.uniform(key, (x.shape[0],), maxval=blur_max))
     logits = model(images)
     loss, metrics = 0.0, {}
     for t in TARGETS:
@@ -322,6 +334,27 @@ def classifier_loss(model: ClassifierNet, x: jax.Array, key: jax.Array) -> tuple
         metrics[f"{t}_accuracy"] = jnp.sum(hit) / jnp.sum(~blank)
     metrics["loss"] = loss
     return loss, metrics
+
+
+def gaussian_blur(images: jax.Array, sigma: jax.Array) -> jax.Array:
+    """Blur each image of ``images`` ``(N, H, W, C)`` by a Gaussian of its own ``sigma`` ``(N,)`` pixels.
+
+    The kernel is the sampled Gaussian :math:`w(d) \\propto e^{-d^2 / 2\\sigma^2}`, normalised over the
+    integer offsets (all that matter for ``sigma`` up to about 15 pixels), and the image is zero outside its frame (``scipy.ndimage.gaussian_filter`` with
+    ``mode="constant"``); ``sigma = 0`` leaves an image unchanged. Separable: one ``(H, H)`` and one
+    ``(W, W)`` matrix per image, so it runs inside a jitted loss.
+    """
+    sigma = jnp.maximum(jnp.asarray(sigma, jnp.float32), 1e-3)[:, None, None]
+
+    def matrix(n: int) -> jax.Array:
+        d = jnp.arange(n, dtype=jnp.float32)
+        w = jnp.exp(-0.5 * jnp.square((d[:, None] - d[None, :])[None] / sigma))  # (N, n, n)
+        offsets = jnp.arange(-n - 64, n + 65, dtype=jnp.float32)  # the whole kernel, for sigma up to ~15
+        total = jnp.sum(jnp.exp(-0.5 * jnp.square(offsets[None, :] / sigma[:, 0])), axis=-1)
+        return w / total[:, None, None]
+
+    rows, cols = matrix(images.shape[1]), matrix(images.shape[2])
+    return jnp.einsum("nij,njkc,nlk->nilc", rows, images, cols)
 
 
 @nnx.jit
@@ -424,7 +457,8 @@ def _check_dataset(dataset: object) -> Dataset:
 
 
 def train_classifier(dataset: Dataset, *, steps: int = DEFAULT_STEPS, batch_size: int = 64,
-                     learning_rate: float = DEFAULT_LEARNING_RATE, seed: int = 0, cache: bool | str | Path = True,
+                     learning_rate: float = DEFAULT_LEARNING_RATE, seed: int = 0,
+                     blur_max: float = BLUR_MAX_PIXELS, cache: bool | str | Path = True,
                      progress: bool = True) -> ShapesClassifier:
     """Train (or load from the cache) a :class:`ClassifierNet` on ``dataset.train`` and its factors.
 
@@ -441,6 +475,8 @@ def train_classifier(dataset: Dataset, *, steps: int = DEFAULT_STEPS, batch_size
         dataset: a ``shapes`` :class:`~vae_book.data.Dataset` (any image side >= 8), with factors.
         steps: optimiser updates. batch_size: images per update (at least 8, at most ``len(dataset.train)``).
         learning_rate: Adam step size. seed: non-negative int.
+        blur_max: training images are blurred by a Gaussian of a random width in ``[0, blur_max]``
+            pixels (:func:`classifier_loss`); 0 trains on sharp images only.
         cache: True (the model cache, :func:`vae_book.cache.cache_dir`), False (always train) or a folder.
         progress: show a progress bar while training.
 
@@ -455,6 +491,7 @@ def train_classifier(dataset: Dataset, *, steps: int = DEFAULT_STEPS, batch_size
                          f"({dataset.train.shape[0]}), got {batch_size}.")
     learning_rate = check_number(learning_rate, "learning_rate", minimum=0.0, strict=True)
     seed = check_seed(seed)
+    blur_max = check_number(blur_max, "blur_max", minimum=0.0)
     if cache is not True and cache is not False:
         cache = check_path(cache, "cache")
     if not isinstance(progress, bool):
@@ -469,7 +506,7 @@ def train_classifier(dataset: Dataset, *, steps: int = DEFAULT_STEPS, batch_size
     packed = _pack(np.asarray(as_float_images(dataset.train), np.float32), factor_targets(f, config.position_range))
     history, info = fit_cached(model, packed, cache=cache, tag=f"shapes_score {classifier_code_fingerprint()}",
                                steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-                               loss_fn=classifier_loss, seed=seed, progress=progress, desc="shapes classifier")
+                               loss_fn=functools.partial(classifier_loss, blur_max=blur_max), seed=seed, progress=progress, desc="shapes classifier")
     classifier = ShapesClassifier(model, history=history, cached=info["cached"], key=info["key"], path=info["path"])
     classifier.accuracy = dict(score(classifier, dataset.test, dataset.test_factors).accuracy)
     return classifier
@@ -649,4 +686,38 @@ def score_table(scores: Mapping[str, Score]) -> pd.DataFrame:
         row[f"confident, p >= {sc.confidence:g} (%)"] = 100 * sc.confident_fraction
         row["Inception Score (shape)"] = sc.inception_score
         rows[str(name)] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def blur_table(classifiers: Mapping[str, ShapesClassifier], dataset: Dataset,
+               widths: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0), *, batch_size: int = 250) -> pd.DataFrame:
+    """Shape accuracy (%) of each classifier on ``dataset.test`` blurred by each Gaussian width (pixels).
+
+    One row per named classifier, one column per width (:func:`gaussian_blur`): how blurred a sprite
+    may be and still have its shape recognised, e.g. a classifier trained with ``blur_max=0`` next to
+    the default one.
+
+    Args:
+        classifiers: ``{row name: ShapesClassifier}`` for images of ``dataset``'s shape.
+        dataset: a ``shapes`` data set with test factors. widths: standard deviations >= 0 in pixels.
+        batch_size: images per call of a classifier.
+    """
+    import pandas as pd
+
+    if (not isinstance(classifiers, Mapping) or not classifiers
+            or not all(isinstance(c, ShapesClassifier) for c in classifiers.values())):
+        raise ValueError(f"`classifiers` must be a non-empty mapping of names to ShapesClassifier objects, got "
+                         f"{type(classifiers).__name__} {classifiers!r:.80}.")
+    dataset = _check_dataset(dataset)
+    if isinstance(widths, (str, bytes)) or not hasattr(widths, "__len__") or not len(widths):
+        raise ValueError(f"`widths` must be a non-empty sequence of numbers >= 0 (pixels), got {widths!r}.")
+    widths = tuple(check_number(w, "widths", minimum=0.0) for w in widths)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    test = np.asarray(as_float_images(dataset.test), np.float32)
+    blurred = {w: np.asarray(gaussian_blur(jnp.asarray(test), jnp.full((len(test),), w))) for w in widths}
+    rows = {}
+    for name, clf in classifiers.items():
+        clf.check_images(test, "dataset.test")
+        rows[str(name)] = {f"blur {w:g} px": 100 * score(clf, x, dataset.test_factors, batch_size=batch_size)
+                           .shape_accuracy for w, x in blurred.items()}
     return pd.DataFrame.from_dict(rows, orient="index")
