@@ -340,8 +340,9 @@ def gaussian_blur(images: jax.Array, sigma: jax.Array) -> jax.Array:
     """Blur each image of ``images`` ``(N, H, W, C)`` by a Gaussian of its own ``sigma`` ``(N,)`` pixels.
 
     The kernel is the sampled Gaussian :math:`w(d) \\propto e^{-d^2 / 2\\sigma^2}`, normalised over the
-    integer offsets (all that matter for ``sigma`` up to about 15 pixels), and the image is zero outside its frame (``scipy.ndimage.gaussian_filter`` with
-    ``mode="constant"``); ``sigma = 0`` leaves an image unchanged. Separable: one ``(H, H)`` and one
+    integer offsets (all that matter for ``sigma`` up to about 15 pixels), and the image is zero outside
+    its frame (``scipy.ndimage.gaussian_filter`` with ``mode="constant"``); ``sigma = 0`` leaves an
+    image unchanged. Separable: one ``(H, H)`` and one
     ``(W, W)`` matrix per image, so it runs inside a jitted loss.
     """
     sigma = jnp.maximum(jnp.asarray(sigma, jnp.float32), 1e-3)[:, None, None]
@@ -506,7 +507,8 @@ def train_classifier(dataset: Dataset, *, steps: int = DEFAULT_STEPS, batch_size
     packed = _pack(np.asarray(as_float_images(dataset.train), np.float32), factor_targets(f, config.position_range))
     history, info = fit_cached(model, packed, cache=cache, tag=f"shapes_score {classifier_code_fingerprint()}",
                                steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-                               loss_fn=functools.partial(classifier_loss, blur_max=blur_max), seed=seed, progress=progress, desc="shapes classifier")
+                               loss_fn=functools.partial(classifier_loss, blur_max=blur_max), seed=seed,
+                               progress=progress, desc="shapes classifier")
     classifier = ShapesClassifier(model, history=history, cached=info["cached"], key=info["key"], path=info["path"])
     classifier.accuracy = dict(score(classifier, dataset.test, dataset.test_factors).accuracy)
     return classifier
