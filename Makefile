@@ -57,11 +57,12 @@ lab: venv
 		> $(VENV)/share/jupyter/lab/settings/overrides.json
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) chapters/
 
-## make bench: the training-step benchmark (vae_book vs a plain JAX reference vs PyTorch eager, CPU)
+## make bench: the training-step benchmarks (vae_book vs a JAX reference vs PyTorch eager; Adam per array vs flat)
 bench: venv
 	$(PY) -m pip install --quiet torch==2.13.0 -c constraints.txt
 	$(PY) -m pytest -q -m bench tests/test_perf_equivalence.py
 	$(PY) bench/train_step.py $(BENCH_ARGS)
+	$(PY) bench/optimizer.py
 
 ## make format: format the code of the chapters' code cells with ruff (line length 88, pyproject.toml)
 $(RUFF_DIR)/.ruff-$(RUFF_VERSION): | $(STAMP)

@@ -173,7 +173,7 @@ def _unrolled_scan_blocks():
 
 class VaeBookPeer(Peer):
     """Exactly the step ``vae_book.train.fit`` runs: ``make_train_step`` (split params, donation, NaN guard)
-    with fit's default optimizer (Adam on the flattened parameters)."""
+    with fit's default optimizer (Adam per parameter array)."""
 
     name = "vae_book"
 

@@ -103,8 +103,9 @@ def test_fast_step_loss_and_gradients_match_the_reference(setup):
     assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(grads))  # every parameter is used
 
 
-def test_fits_flattened_adam_is_adam():
-    """``fit``'s default optimizer (Adam on the flattened parameters) gives per-array Adam's updates."""
+def test_fits_default_adam_is_per_array_adam():
+    """``fit``'s default optimizer gives optax Adam's updates and keeps its moments per parameter array
+    (not one flat vector: its concatenation made the MLP step 4-5x slower on a 2-core CPU)."""
     params = {"a": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(4)}
 
     @jax.jit
@@ -118,8 +119,10 @@ def test_fits_flattened_adam_is_adam():
             out.append(updates)
         return out
 
-    flat, plain = three_updates(params)
-    assert_trees_close(flat, plain, rtol=1e-6, atol=1e-9)
+    ours, plain = three_updates(params)
+    assert_trees_close(ours, plain, rtol=1e-6, atol=1e-9)
+    shapes = sorted(a.shape for a in jax.tree.leaves(default_optimizer(1e-3).init(params)) if a.ndim)
+    assert shapes == [(2, 3), (2, 3), (4,), (4,)], shapes  # mu and nu of each array, no (10,) vector
 
 
 def test_flush_subnormals_zeroes_subnormal_state_and_keeps_the_rest():
