@@ -130,6 +130,30 @@ def test_gaussian_blur_is_scipys_gaussian_filter_with_zeros_outside(sigma):
     assert np.abs(pair[1] - x[1]).max() > 0.1
 
 
+_IMAGES = np.zeros((2, 8, 8, 3), np.float32)
+_OUT_OF_RANGE = r"`sigma` must have values in \[0.0, 15.0\]"
+
+
+@pytest.mark.parametrize("images, sigma, message", [
+    (_IMAGES[..., 0], np.zeros(2, np.float32), "`images` must have rank 4"),
+    (_IMAGES.astype(np.int32), np.zeros(2, np.float32), "`images` must have a floating dtype"),
+    (_IMAGES, np.zeros(3, np.float32), r"`sigma` must have shape \(2\)"),
+    (_IMAGES, np.float32(1.0), r"`sigma` must have shape \(2\)"),
+    (_IMAGES, np.array([0.5, -0.1], np.float32), _OUT_OF_RANGE),
+    (_IMAGES, np.array([0.5, 16.0], np.float32), _OUT_OF_RANGE),
+    (_IMAGES, np.array([0.5, np.nan], np.float32), "`sigma` must have finite values"),
+])
+def test_gaussian_blur_refuses_bad_arguments_naming_them(images, sigma, message):
+    with pytest.raises(ValueError, match=message):
+        S.gaussian_blur(images, sigma)
+
+
+def test_gaussian_blur_runs_on_traced_widths_inside_jit():
+    x = np.random.default_rng(1).random((2, 6, 5, 1)).astype(np.float32)
+    sigma = jnp.asarray([0.0, 1.5])
+    np.testing.assert_allclose(jax.jit(S.gaussian_blur)(x, sigma), S.gaussian_blur(x, sigma), atol=1e-6)
+
+
 def test_blurred_sprites_keep_their_shape_and_a_sharp_only_classifier_loses_it(trained, data, tmp_path):
     classifier, _ = trained
     factors = {k: v[:300] for k, v in data.test_factors.items()}

@@ -47,8 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vae_book._checks import (as_float_images, check_images, check_key, check_module, check_number, check_path,
-                              check_positive_int, check_seed)
+from vae_book._checks import (as_float_images, check_array, check_images, check_key, check_module, check_number,
+                              check_path, check_positive_int, check_seed)
 from vae_book.cache import fit_cached, training_modules
 from vae_book.data import Dataset, batch_slices
 from vae_book.data.shapes import SHAPE_NAMES
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 __all__ = ["TARGETS", "NUM_CLASSES", "HUE_NAMES", "DEFAULT_STEPS", "ClassifierConfig", "ClassifierNet",
            "DEFAULT_LEARNING_RATE", "ShapesClassifier", "Score", "Recognisability", "factor_targets",
            "classifier_loss", "classifier_code_fingerprint", "gaussian_blur", "BLUR_MAX_PIXELS",
-           "blur_table",
+           "BLUR_SIGMA_LIMIT", "blur_table",
            "train_classifier", "score", "recognisability", "score_table"]
 
 #: the classifier's targets, in the order of its heads
@@ -336,15 +336,22 @@ def classifier_loss(model: ClassifierNet, x: jax.Array, key: jax.Array, *,
     return loss, metrics
 
 
+#: the widest blur :func:`gaussian_blur` takes, in pixels (its kernel sums over offsets up to 64 pixels
+#: beyond the frame, all that matter up to about this width)
+BLUR_SIGMA_LIMIT = 15.0
+
+
 def gaussian_blur(images: jax.Array, sigma: jax.Array) -> jax.Array:
     """Blur each image of ``images`` ``(N, H, W, C)`` by a Gaussian of its own ``sigma`` ``(N,)`` pixels.
 
     The kernel is the sampled Gaussian :math:`w(d) \\propto e^{-d^2 / 2\\sigma^2}`, normalised over the
-    integer offsets (all that matter for ``sigma`` up to about 15 pixels), and the image is zero outside
-    its frame (``scipy.ndimage.gaussian_filter`` with ``mode="constant"``); ``sigma = 0`` leaves an
-    image unchanged. Separable: one ``(H, H)`` and one
-    ``(W, W)`` matrix per image, so it runs inside a jitted loss.
+    integer offsets, and the image is zero outside its frame (``scipy.ndimage.gaussian_filter`` with
+    ``mode="constant"``); ``sigma = 0`` leaves an image unchanged. Separable: one ``(H, H)`` and one
+    ``(W, W)`` matrix per image, so it runs inside a jitted loss. ``sigma`` must lie in
+    ``[0, BLUR_SIGMA_LIMIT]`` (checked where its values are known, i.e. outside a trace).
     """
+    images = check_array(images, "images", ndim=4)
+    sigma = check_array(sigma, "sigma", shape=(images.shape[0],), value_range=(0.0, BLUR_SIGMA_LIMIT))
     sigma = jnp.maximum(jnp.asarray(sigma, jnp.float32), 1e-3)[:, None, None]
 
     def matrix(n: int) -> jax.Array:
