@@ -7,10 +7,11 @@
 does the same arithmetic on one vector of all parameters, which needs every gradient copied into that
 vector at each step. For each model (the ``cpu`` profile's sizes, one fixed batch) this builds the
 jitted step of :func:`vae_book.train.make_train_step` with both optimizers (the flat one without the
-default's flush of subnormal moments, which can only make it faster), then times them in one process, interleaved round by round so that a busy machine
-slows both alike: the median over rounds of the median step time over ``--steps`` steps, each ended by
-``block_until_ready``. It prints the ratio flat / per-array (> 1: per array is faster) and the loss after
-the timed steps of each, which must agree.
+default's flush of subnormal moments, which can only make it faster), then times them in one process,
+interleaved round by round so that a busy machine slows both alike: the median over rounds of the
+median step time over ``--steps`` steps, each ended by ``block_until_ready``. It prints the ratio
+flat / per array (> 1: per array is faster) and the loss after the timed steps of each, which must
+agree.
 """
 
 from __future__ import annotations
@@ -41,30 +42,26 @@ MODELS = {
 }
 
 
-def build(name: str, optimizer: optax.GradientTransformation, profile: profiles.Profile):
-    family, dataset, binarized, overrides = MODELS[name]
-    images = runs.load_data(dataset, profile=profile, binarized=binarized).train
-    config = runs.model_config(family, profile=profile, image_shape=images.shape[1:], **overrides)
-    model = runs.FAMILIES[family].model(config, rngs=nnx.Rngs(0))
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    step = make_train_step(graphdef, rest, functools.partial(objectives.vae_loss, beta=1.0), optimizer)
-    x = jnp.asarray(images[: profile.family(family).batch_size], jnp.float32)
-    state = [params, optimizer.init(params), jnp.asarray(-1), None]
-    t0 = time.perf_counter()
-    state[0], state[1], state[3], state[2] = step(state[0], state[1], x, jax.random.key(0), 0, state[2])
-    jax.block_until_ready(state[0])
-    return step, x, state, time.perf_counter() - t0
+class Peer:
+    """One model's jitted training step with one optimizer, and the state it carries from step to step."""
 
+    def __init__(self, name: str, optimizer: optax.GradientTransformation, profile: profiles.Profile):
+        family, dataset, binarized, overrides = MODELS[name]
+        images = runs.load_data(dataset, profile=profile, binarized=binarized).train
+        config = runs.model_config(family, profile=profile, image_shape=images.shape[1:], **overrides)
+        graphdef, self.params, rest = nnx.split(runs.FAMILIES[family].model(config, rngs=nnx.Rngs(0)), nnx.Param, ...)
+        self.step = make_train_step(graphdef, rest, functools.partial(objectives.vae_loss, beta=1.0), optimizer)
+        self.x = jnp.asarray(images[: profile.family(family).batch_size], jnp.float32)
+        self.opt_state, self.bad, self.metrics = optimizer.init(self.params), jnp.asarray(-1), None
+        self.compile_seconds = self.run(0)  # the first call traces and compiles
 
-def time_steps(step, x, state, steps: int, offset: int) -> float:
-    times = []
-    for i in range(steps):
+    def run(self, i: int) -> float:
+        """Step ``i`` (its own sampling key), ended by ``block_until_ready``; its wall seconds."""
         t0 = time.perf_counter()
-        params, opt_state, metrics, bad = step(state[0], state[1], x, jax.random.key(offset + i), offset + i, state[2])
-        jax.block_until_ready(params)
-        times.append(time.perf_counter() - t0)
-        state[:] = [params, opt_state, bad, metrics]
-    return float(np.median(times))
+        self.params, self.opt_state, self.metrics, self.bad = self.step(
+            self.params, self.opt_state, self.x, jax.random.key(i), i, self.bad)
+        jax.block_until_ready(self.params)
+        return time.perf_counter() - t0
 
 
 def main(argv=None) -> None:
@@ -78,15 +75,16 @@ def main(argv=None) -> None:
           f"load average {os.getloadavg()[0]:.2f}")
     for name in args.models:
         peers = {"per array": default_optimizer(3e-4), "flat": optax.flatten(optax.adam(3e-4))}
-        built = {k: build(name, opt, profile) for k, opt in peers.items()}
+        built = {k: Peer(name, opt, profile) for k, opt in peers.items()}
         medians = {k: [] for k in peers}
         for r in range(args.rounds):
-            for k, (step, x, state, _) in built.items():
-                medians[k].append(time_steps(step, x, state, args.steps, 1 + r * args.steps))
+            for k, peer in built.items():
+                first = 1 + r * args.steps
+                medians[k].append(float(np.median([peer.run(i) for i in range(first, first + args.steps)])))
         ms = {k: 1000 * float(np.median(v)) for k, v in medians.items()}
-        losses = {k: float(b[2][3]["loss"]) for k, b in built.items()}
-        print(f"{name}: per array {ms['per array']:.1f} ms/step (compile {built['per array'][3]:.1f} s), "
-              f"flat {ms['flat']:.1f} ms/step (compile {built['flat'][3]:.1f} s); "
+        losses = {k: float(peer.metrics["loss"]) for k, peer in built.items()}
+        print(f"{name}: per array {ms['per array']:.1f} ms/step (compile {built['per array'].compile_seconds:.1f} s), "
+              f"flat {ms['flat']:.1f} ms/step (compile {built['flat'].compile_seconds:.1f} s); "
               f"flat / per array = {ms['flat'] / ms['per array']:.2f}x; "
               f"loss after {args.rounds * args.steps + 1} steps {losses['per array']:.4f} vs {losses['flat']:.4f}")
         np.testing.assert_allclose(losses["per array"], losses["flat"], rtol=1e-3, err_msg=name)
