@@ -17,7 +17,7 @@ RUFF_DIR := _build/ruff
 # arguments for scripts/format_chapters.py, e.g. FORMAT_ARGS=--check (write nothing, exit 1 on changes)
 FORMAT_ARGS ?=
 
-.PHONY: book test lab bench format venv clean browser site-deps site-assets lock gpu-check
+.PHONY: book test lab bench bench-book format venv clean browser site-deps site-assets lock gpu-check
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ bench: venv
 	$(PY) -m pytest -q -m bench tests/test_perf_equivalence.py
 	$(PY) bench/train_step.py $(BENCH_ARGS)
 	$(PY) bench/optimizer.py
+
+## make bench-book: time the book build (cold, nothing changed, one chapter's prose edited) in a temporary copy
+bench-book: venv site-assets
+	$(PY) bench/book_build.py $(BENCH_BOOK_ARGS)
 
 ## make format: format the code of the chapters' code cells with ruff (line length 88, pyproject.toml)
 $(RUFF_DIR)/.ruff-$(RUFF_VERSION): | $(STAMP)

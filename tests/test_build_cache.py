@@ -274,3 +274,31 @@ def test_base_key_follows_the_data_folder_and_the_installed_versions(tmp_path, m
         cache.library_versions.cache_clear()
     assert cache.training_fingerprint() != upgraded_fingerprint  # the trained-model cache follows it too
     assert build_book.base_key(tmp_path, "pkg", "gpu") == base
+
+
+def _bench_book():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import book_build
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    return book_build
+
+
+def test_bench_book_prose_edit_leaves_code_cells_and_parses_the_log(tmp_path):
+    """bench/book_build.py's prose edit adds one paragraph to a real chapter and no code; its log parser
+    reads myst-nb's execution lines."""
+    bench = _bench_book()
+    source = (ROOT / "chapters" / "08_latent_space.md").read_text()
+    page = tmp_path / "08_latent_space.md"
+    page.write_text(source)
+    before = build_book.page_code(page)
+    page.write_text(bench.edit_prose(source))
+    assert page.read_text() != source and page.read_text().count(bench.ADDED) == 1
+    assert build_book.page_code(page) == before and len(before) > 0
+    with pytest.raises(ValueError, match="`text` must contain a '## ' section heading"):
+        bench.edit_prose("# Title\n\nno sections\n")
+    log = ("/x/chapters/03_kl.md: Executing notebook using local CWD [mystnb]\n"
+           "/x/chapters/03_kl.md: Executed notebook in 24.80 seconds [mystnb]\n"
+           "/x/chapters/07_t.md: Executed notebook in 196.10 seconds [mystnb]\n")
+    assert bench.executed_chapters(log) == {"03_kl.md": 24.8, "07_t.md": 196.1}
