@@ -530,3 +530,44 @@ def test_depth_to_space_puts_channel_group_ij_at_block_offset_ij():
     np.testing.assert_array_equal(out, expected)
     with pytest.raises(ValueError, match="multiple of block"):
         depth_to_space(jnp.zeros((1, 2, 2, 6)), 2)
+
+
+def test_subpixel_kernel_reproduces_a_4x4_stride2_transposed_convolution():
+    """Checked against jax.lax.conv_transpose and flax's nnx.ConvTranspose, not against depth_to_space alone."""
+    from vae_book.models.conv import depth_to_space, subpixel_kernel
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(2, 5, 6, 3)), jnp.float32)
+    layer = nnx.ConvTranspose(3, 4, (4, 4), strides=(2, 2), padding="SAME", use_bias=False, rngs=nnx.Rngs(0))
+    w = layer.kernel[...]
+    want = jax.lax.conv_transpose(x, w, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(want), atol=1e-6)
+    v = subpixel_kernel(w)
+    assert v.shape == (3, 3, 3, 16)
+    conv = jax.lax.conv_general_dilated(x, v, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    got = depth_to_space(conv, 2)
+    assert got.shape == want.shape == (2, 10, 12, 4)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+    # a quarter of each phase's 3x3 taps are structurally zero: 4 of 9 taps used per phase
+    used = np.asarray(jnp.any(v.reshape(3, 3, 3, 4, 4) != 0, axis=(2, 4)))  # (dy, dx, phase)
+    assert used.sum(axis=(0, 1)).tolist() == [4, 4, 4, 4]
+    for bad, match in [(jnp.zeros((3, 3, 1, 1)), r"\(4, 4, C_in, C_out\).*got shape \(3, 3, 1, 1\)"),
+                       (jnp.zeros((4, 4, 1)), "`transposed`")]:
+        with pytest.raises(ValueError, match=match):
+            subpixel_kernel(bad)
+
+
+def test_conv_parameter_counts_sum_to_the_model_and_follow_the_layer_sizes():
+    from vae_book.models.conv import parameter_counts as conv_counts
+
+    cfg = ConvConfig(image_shape=(32, 32, 3), channels=(8, 16), z_dim=4)
+    model = ConvVAE(cfg, rngs=nnx.Rngs(0))
+    counts = conv_counts(model)
+    assert list(counts) == ["down 1", "down 2", "encoder head", "decoder input", "up 1", "output"]
+    assert sum(counts.values()) == model.num_params()
+    assert counts["down 1"] == 4 * 4 * 3 * 8 + 8
+    assert counts["encoder head"] == 8 * 8 * 16 * 8 + 8
+    assert counts["up 1"] == 3 * 3 * 16 * 4 * 8 + 4 * 8
+    assert counts["output"] == 3 * 3 * 8 * 4 * 6 + 4 * 6  # learned sigma: 6 output channels
+    with pytest.raises(ValueError, match="`model` must be a ConvVAE"):
+        conv_counts(get_model("mlp", "gaussian"))

@@ -32,14 +32,15 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-from vae_book._checks import check_positive_int
+from vae_book._checks import check_array, check_positive_int
 from vae_book.models.base import (VAE, VAEConfig, check_compute_dtype, likelihood_stages,
                                   posterior_stages, set_config)
 from vae_book.profiles import MIN_LOG_STD
 
-__all__ = ["ConvConfig", "ConvVAE", "depth_to_space"]
+__all__ = ["ConvConfig", "ConvVAE", "depth_to_space", "parameter_counts", "subpixel_kernel"]
 
 #: The activations a :class:`ConvConfig` may name.
 ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu}
@@ -179,3 +180,54 @@ class ConvVAE(VAE):
             h = stages[f"up {s}"] = act(depth_to_space(conv(h)))
         pixels = depth_to_space(self.dec_out(h))  # (B, H, W, C_out)
         return {**stages, "pixels": pixels, **likelihood_stages(pixels, c)}
+
+
+def subpixel_kernel(transposed: jax.Array) -> jax.Array:
+    """The 3x3 sub-pixel kernel equal to a 4x4 stride-2 transposed convolution.
+
+    ``transposed`` is an ``HWIO`` kernel ``(4, 4, C_in, C_out)`` of
+    ``jax.lax.conv_transpose(x, transposed, (2, 2), "SAME")`` (what ``nnx.ConvTranspose(C_in, C_out, (4, 4),
+    strides=(2, 2))`` computes, bias aside). The result ``(3, 3, C_in, 4 C_out)`` is the kernel of a
+    stride-1 ``SAME`` convolution whose output, through :func:`depth_to_space`, is the same image.
+
+    Along one axis the transposed convolution pads the zero-stuffed input by 2 and correlates it with
+    taps ``w[0..3]``, so output pixel ``2m + a`` reads input ``m + (k + a - 2) / 2`` through tap ``k``
+    for the ``k`` of the same parity as ``a``: the even outputs use ``w[0], w[2]`` on inputs
+    ``m - 1, m``, the odd ones ``w[1], w[3]`` on ``m, m + 1``. A 3x3 convolution reads ``m - 1, m, m + 1``,
+    so phase ``a`` puts tap ``k`` at position ``(k + a) / 2`` and leaves the third position zero. A
+    sub-pixel stage is therefore the more general layer: a 4x4 transposed convolution is one whose
+    kernel has a zero row and column in each phase.
+    """
+    w = check_array(transposed, "transposed", ndim=4)
+    if w.shape[:2] != (4, 4):
+        raise ValueError(f"`transposed` must be a (4, 4, C_in, C_out) kernel, got shape {tuple(w.shape)}.")
+    c_in, c_out = w.shape[2:]
+    v = jnp.zeros((3, 3, c_in, 2, 2, c_out), w.dtype)  # (dy, dx, C_in, phase row, phase column, C_out)
+    for a in range(2):
+        for b in range(2):
+            for ky in range(a, 4, 2):
+                for kx in range(b, 4, 2):
+                    v = v.at[(ky + a) // 2, (kx + b) // 2, :, a, b].set(w[ky, kx])
+    # depth_to_space reads channel group (a, b) row-major: channel (2 a + b) C_out + c
+    return v.reshape(3, 3, c_in, 4 * c_out)
+
+
+def parameter_counts(model: ConvVAE) -> dict[str, int]:
+    """Trainable parameters per stage of a :class:`ConvVAE`; the values sum to ``model.num_params()``.
+
+    Keys, in the order data flows: ``down 1`` ... ``down S`` (the encoder's stride-2 convolutions),
+    ``encoder head`` (``Dense(bottleneck -> 2 z_dim)``), ``decoder input`` (``Dense(z_dim -> bottleneck)``),
+    ``up 1`` ... ``up S-1`` and ``output`` (the sub-pixel convolutions; ``output`` makes the pixels).
+    """
+    if not isinstance(model, ConvVAE):
+        raise ValueError(f"`model` must be a ConvVAE, got {type(model).__name__}.")
+
+    def size(module: nnx.Module) -> int:
+        return sum(int(np.prod(leaf.shape)) for _, leaf in nnx.to_flat_state(nnx.state(module, nnx.Param)))
+
+    counts = {f"down {s}": size(conv) for s, conv in enumerate(model.enc_convs, 1)}
+    counts["encoder head"] = size(model.enc_out)
+    counts["decoder input"] = size(model.dec_in)
+    counts.update({f"up {s}": size(conv) for s, conv in enumerate(model.dec_convs, 1)})
+    counts["output"] = size(model.dec_out)
+    return counts
