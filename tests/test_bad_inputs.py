@@ -32,6 +32,7 @@ from vae_book import plotting as P
 from vae_book import runs as R
 T = importlib.import_module("vae_book.train")  # `vae_book.train` is the runs.train function
 from vae_book import widgets as W
+from vae_book.models import conv as Cv
 from vae_book.models.conv import ConvConfig
 from vae_book.models.mlp import MLPAutoencoder, MLPConfig, MLPVAE
 from vae_book.models.transformer import TransformerConfig, attention_implementation
@@ -245,6 +246,14 @@ for Config, sizes in ((ConvConfig, dict(channels=(8,))), (TransformerConfig, dic
         "float16": lambda t, c=Config, k=sizes: c(image_shape=(8, 8, 1), dtype="float16", **k),
         "jnp-type": lambda t, c=Config, k=sizes: c(image_shape=(8, 8, 1), dtype=jnp.bfloat16, **k),
         "none": lambda t, c=Config, k=sizes: c(image_shape=(8, 8, 1), dtype=None, **k)})
+rows("subpixel_kernel", "transposed", {
+    "3x3": lambda t: Cv.subpixel_kernel(jnp.zeros((3, 3, 2, 2))),
+    "rank-3": lambda t: Cv.subpixel_kernel(jnp.zeros((4, 4, 2))),
+    "int-dtype": lambda t: Cv.subpixel_kernel(np.zeros((4, 4, 2, 2), np.int32)),
+    "str": lambda t: Cv.subpixel_kernel("kernel")})
+rows("conv.parameter_counts", "model", {
+    "mlp": lambda t: Cv.parameter_counts(MLPVAE(MLPConfig(hidden=4, z_dim=2), rngs=nnx.Rngs(0))),
+    "none": lambda t: Cv.parameter_counts(None)})
 rows("attention_implementation", "dtype", {"unknown": lambda t: attention_implementation("bfloat17", "gpu")})
 rows("attention_implementation", "backend", {"int": lambda t: attention_implementation("bfloat16", 0)})
 rows("MLPConfig", "hidden", {"zero": lambda t: MLPConfig(hidden=0), "str": lambda t: MLPConfig(hidden="64")})
