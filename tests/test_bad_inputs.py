@@ -30,6 +30,7 @@ from vae_book import objectives as O
 from vae_book import parallel as Pa
 from vae_book import plotting as P
 from vae_book import runs as R
+from vae_book import shapes_score as Ss
 T = importlib.import_module("vae_book.train")  # `vae_book.train` is the runs.train function
 from vae_book import widgets as W
 from vae_book.models import conv as Cv
@@ -251,6 +252,10 @@ rows("subpixel_kernel", "transposed", {
     "rank-3": lambda t: Cv.subpixel_kernel(jnp.zeros((4, 4, 2))),
     "int-dtype": lambda t: Cv.subpixel_kernel(np.zeros((4, 4, 2, 2), np.int32)),
     "str": lambda t: Cv.subpixel_kernel("kernel")})
+rows("recognisability_columns", "results", {
+    "empty": lambda t: Ss.recognisability_columns({}),
+    "floats": lambda t: Ss.recognisability_columns({"a": 0.5}),
+    "none": lambda t: Ss.recognisability_columns(None)})
 rows("conv.parameter_counts", "model", {
     "mlp": lambda t: Cv.parameter_counts(MLPVAE(MLPConfig(hidden=4, z_dim=2), rngs=nnx.Rngs(0))),
     "none": lambda t: Cv.parameter_counts(None)})

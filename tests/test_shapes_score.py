@@ -9,6 +9,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage
 from flax import nnx
@@ -461,3 +462,20 @@ def test_blur_table_refuses_bad_arguments_naming_them(trained, data, kwargs, nam
     args = {"classifiers": {"a": classifier}, "dataset": data, **kwargs}
     with pytest.raises(ValueError, match=f"`{name}` must"):
         S.blur_table(args.pop("classifiers"), args.pop("dataset"), **args)
+
+
+def test_recognisability_columns_join_a_table_on_model_names(trained, data):
+    classifier, _ = trained
+    r = S.recognisability(Echo(), classifier, data, jax.random.key(0), num_samples=50)
+    cols = S.recognisability_columns({"echo": r})
+    recon, hue, samples = S.RECOGNISABILITY_COLUMNS
+    assert list(cols.index) == ["echo"] and list(cols.columns) == [recon, hue, samples]
+    assert cols.loc["echo", recon] == round(100 * r.reconstruction_accuracy, 1)
+    assert cols.loc["echo", hue] == round(100 * r.reconstructions.accuracy["hue"], 1)
+    assert cols.loc["echo", samples] == round(100 * r.sample_confident_fraction, 1)
+    table = pd.DataFrame({"model": ["other", "echo"], "x": [1, 2]}).join(cols, on="model")
+    assert list(table["model"]) == ["other", "echo"] and np.isnan(table.loc[0, recon])
+    assert table.loc[1, recon] == cols.loc["echo", recon]
+    for bad in ({}, {"echo": r.true}, [r]):
+        with pytest.raises(ValueError, match="`results` must be a non-empty mapping"):
+            S.recognisability_columns(bad)

@@ -19,7 +19,8 @@ round trip through the code. This module is their sprite-world analogue for the
   Score, which need no factors, so they apply to prior samples.
 * :func:`recognisability` gives the three numbers the book prints for a model: the classifier's
   shape accuracy on the held-out true images (its ceiling), its shape accuracy on the model's
-  reconstructions of them, and the confident fraction of the model's prior samples.
+  reconstructions of them, and the confident fraction of the model's prior samples;
+  :func:`recognisability_columns` puts those of several models into table columns.
 
 The classifier is trained on true images only, so its confidence on anything else (a blurred
 reconstruction, a sample that is no sprite at all) is that of an out-of-distribution input: a high
@@ -60,8 +61,8 @@ if TYPE_CHECKING:
 __all__ = ["TARGETS", "NUM_CLASSES", "HUE_NAMES", "DEFAULT_STEPS", "ClassifierConfig", "ClassifierNet",
            "DEFAULT_LEARNING_RATE", "ShapesClassifier", "Score", "Recognisability", "factor_targets",
            "classifier_loss", "classifier_code_fingerprint", "gaussian_blur", "BLUR_MAX_PIXELS",
-           "BLUR_SIGMA_LIMIT", "blur_table",
-           "train_classifier", "score", "recognisability", "score_table"]
+           "BLUR_SIGMA_LIMIT", "blur_table", "RECOGNISABILITY_COLUMNS",
+           "train_classifier", "score", "recognisability", "score_table", "recognisability_columns"]
 
 #: the classifier's targets, in the order of its heads
 TARGETS = ("shape", "hue", "position")
@@ -674,6 +675,37 @@ def recognisability(model: nnx.Module, classifier: ShapesClassifier, dataset: Da
     return Recognisability(true_accuracy=true.shape_accuracy, reconstruction_accuracy=recon_score.shape_accuracy,
                            sample_confident_fraction=sample_score.confident_fraction, true=true,
                            reconstructions=recon_score, samples=sample_score, temperature=temperature)
+
+
+#: the column names of :func:`recognisability_columns`
+RECOGNISABILITY_COLUMNS = ("reconstructions: shape accuracy (%)", "reconstructions: hue accuracy (%)",
+                           "prior samples: confident (%)")
+
+
+def recognisability_columns(results: Mapping[str, Recognisability]) -> pd.DataFrame:
+    """The headline numbers of named :func:`recognisability` results, as columns to join to a table.
+
+    Args:
+        results: ``{model name: Recognisability}``.
+
+    Returns:
+        A :class:`pandas.DataFrame` indexed by the names, in the order given, with the columns of
+        :data:`RECOGNISABILITY_COLUMNS`: the shape and hue-bin accuracy on the reconstructions and the
+        confident fraction of the prior samples, in % rounded to 0.1. Join it on a table's model names
+        (``table.join(columns, on="model")``); a model without a result gets NaN.
+    """
+    import pandas as pd
+
+    if (not isinstance(results, Mapping) or not results
+            or not all(isinstance(v, Recognisability) for v in results.values())):
+        raise ValueError(f"`results` must be a non-empty mapping of model names to Recognisability objects (from "
+                         f"recognisability), got {type(results).__name__} {results!r:.80}.")
+    shape, hue, samples = RECOGNISABILITY_COLUMNS
+    return pd.DataFrame.from_dict(
+        {str(name): {shape: round(100 * r.reconstruction_accuracy, 1),
+                     hue: round(100 * r.reconstructions.accuracy["hue"], 1),
+                     samples: round(100 * r.sample_confident_fraction, 1)} for name, r in results.items()},
+        orient="index")
 
 
 def score_table(scores: Mapping[str, Score]) -> pd.DataFrame:
