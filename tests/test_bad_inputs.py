@@ -33,6 +33,7 @@ from vae_book import runs as R
 from vae_book import shapes_score as Ss
 T = importlib.import_module("vae_book.train")  # `vae_book.train` is the runs.train function
 from vae_book import widgets as W
+from vae_book.companion import collapse as Co
 from vae_book.models import conv as Cv
 from vae_book.models.conv import ConvConfig
 from vae_book.models.mlp import MLPAutoencoder, MLPConfig, MLPVAE
@@ -186,6 +187,11 @@ rows("vae_loss", "beta", {
     "str": lambda t: O.vae_loss(model(), X, KEY, beta="1"),
     "none": lambda t: O.vae_loss(model(), X, KEY, beta=None),
     "vector": lambda t: O.vae_loss(model(), X, KEY, beta=np.ones(3))})
+rows("vae_loss", "free_bits", {
+    "negative": lambda t: O.vae_loss(model(), X, KEY, free_bits=-0.5),
+    "nan": lambda t: O.vae_loss(model(), X, KEY, free_bits=NAN),
+    "str": lambda t: O.vae_loss(model(), X, KEY, free_bits="0.5"),
+    "none": lambda t: O.vae_loss(model(), X, KEY, free_bits=None)})
 rows("autoencoder_loss", "x", {
     "255": lambda t: O.autoencoder_loss(autoencoder(), X * 255),
     "image-shape": lambda t: O.autoencoder_loss(autoencoder(), np.zeros((2, 5, 5, 1), np.float32))})
@@ -361,7 +367,12 @@ rows("fit", "learning_rate", {
     "nan": lambda t: _fit(learning_rate=NAN), "inf": lambda t: _fit(learning_rate=INF),
     "str": lambda t: _fit(learning_rate="1e-3"), "none": lambda t: _fit(learning_rate=None)})
 rows("fit", "beta", {"nan": lambda t: _fit(beta=NAN), "negative": lambda t: _fit(beta=-1.0),
-                     "str": lambda t: _fit(beta="1")})
+                     "str": lambda t: _fit(beta="1"),
+                     "schedule-negative": lambda t: _fit(beta=lambda s: 1.0 - s),
+                     "schedule-nan": lambda t: _fit(beta=lambda s: NAN * s),
+                     "schedule-vector": lambda t: _fit(beta=lambda s: np.ones(3)),
+                     "schedule-raises": lambda t: _fit(beta=lambda s: 1.0 / 0),
+                     "schedule-python-min": lambda t: _fit(beta=lambda s: min(1.0, s / 10))})
 rows("fit", "log_every", {"zero": lambda t: _fit(log_every=0), "negative": lambda t: _fit(log_every=-5)})
 rows("fit", "eval_every", {"zero": lambda t: _fit(eval_every=0)})
 rows("fit", "seed", {"str": lambda t: _fit(seed="0"), "float": lambda t: _fit(seed=1.5)})
@@ -551,6 +562,26 @@ CLI_ROWS = [
 ]
 
 
+# ------------------------------------------------------------------------------ the collapse study (chapter 9)
+_BINARY = np.zeros((2, 3, 3, 1), np.float32)
+rows("markov_images", "num", {"zero": lambda t: Co.markov_images(0), "float": lambda t: Co.markov_images(2.5)})
+rows("markov_images", "flip", {"zero": lambda t: Co.markov_images(2, flip=0.0),
+                               "one": lambda t: Co.markov_images(2, flip=1.0),
+                               "nan": lambda t: Co.markov_images(2, flip=NAN)})
+rows("markov_log_prob", "images", {"grey": lambda t: Co.markov_log_prob(_BINARY + 0.5),
+                                   "rank-2": lambda t: Co.markov_log_prob(np.zeros((3, 3), np.float32))})
+rows("markov_log_prob", "flip", {"negative": lambda t: Co.markov_log_prob(_BINARY, flip=-0.1)})
+rows("AutoregressiveConfig", "likelihood", {"gaussian": lambda t: Co.AutoregressiveConfig(likelihood="gaussian")})
+rows("AutoregressiveConfig", "made_hidden", {"zero": lambda t: Co.AutoregressiveConfig(made_hidden=0)})
+rows("pretrain_decoder", "model", {
+    "mlp": lambda t: Co.pretrain_decoder(MLPVAE(MLPConfig(image_shape=(3, 3, 1), hidden=4, z_dim=2),
+                                                  rngs=nnx.Rngs(0)), _BINARY, steps=1)})
+rows("collapse_study", "free_bits", {"zero": lambda t: Co.collapse_study(steps=1, free_bits=0.0)})
+rows("collapse_study", "warmup_fraction", {"two": lambda t: Co.collapse_study(steps=1, warmup_fraction=2.0),
+                                           "zero": lambda t: Co.collapse_study(steps=1, warmup_fraction=0.0)})
+rows("collapse_study", "steps", {"zero": lambda t: Co.collapse_study(steps=0)})
+
+
 def _message_names(message: str, name: str) -> bool:
     # `name` itself, or one entry of it (`targets['hue']`, `ks[i]`)
     return f"`{name}`" in message or f"`{name}[" in message
@@ -614,3 +645,4 @@ def test_bits_per_dim_keeps_float64():
     # a Python float log p(x) must not pass through float32 (chapter 10 compares to 1e-9)
     log_px = -1234.567891234
     assert E.bits_per_dim(log_px, 784, levels=256) == -log_px / (784 * np.log(2.0)) + np.log2(255)
+

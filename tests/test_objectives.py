@@ -36,6 +36,32 @@ def test_vae_loss_is_minus_recon_plus_beta_kl_by_hand(small_vae):
     assert float(metrics["kl"]) == pytest.approx(kl.mean(), rel=1e-4)
 
 
+def test_free_bits_clamps_each_dimensions_batch_mean_kl_from_below(small_vae):
+    model, x = small_vae
+    key = jax.random.key(7)
+    mean, log_std = (np.asarray(a, np.float64) for a in model.encode(x))
+    kl_per_dim = (0.5 * (np.exp(2 * log_std) + mean**2 - 1 - 2 * log_std)).mean(0)  # (z_dim,)
+    plain, plain_metrics = O.vae_loss(model, x, key, beta=2.0)
+    recon = float(plain_metrics["recon"])
+    # a lambda between the smallest and the largest dimension's KL clamps some dimensions and not others
+    lam = float(np.sort(kl_per_dim)[1])
+    assert kl_per_dim.min() < lam <= kl_per_dim.max()
+    loss, metrics = O.vae_loss(model, x, key, beta=2.0, free_bits=lam)
+    assert float(loss) == pytest.approx(2.0 * np.maximum(lam, kl_per_dim).sum() - recon, rel=1e-5)
+    assert float(loss) > float(plain)  # the clamped dimensions cost more than their KL
+    assert float(metrics["elbo"]) == pytest.approx(float(plain_metrics["elbo"]), rel=1e-6)  # still the true ELBO
+    # below every dimension's KL the clamp is inactive: the plain loss
+    low, _ = O.vae_loss(model, x, key, beta=2.0, free_bits=0.5 * kl_per_dim.min())
+    assert float(low) == pytest.approx(float(plain), rel=1e-5)
+    # the gradient of a clamped dimension's KL is zero: only the reconstruction moves the encoder there
+    z_dim = mean.shape[1]
+    grads = jax.grad(lambda m: O.vae_loss(m, x, key, beta=1.0, free_bits=1e6)[0] + 0.0)(model)
+    grads_recon = jax.grad(lambda m: -O.vae_loss(m, x, key)[1]["recon"])(model)
+    np.testing.assert_allclose(np.asarray(grads.enc_out.kernel[...]), np.asarray(grads_recon.enc_out.kernel[...]),
+                               rtol=1e-5, atol=1e-6)
+    assert z_dim == 3
+
+
 def test_elbo_is_recon_minus_kl(small_vae):
     model, x = small_vae
     t = O.elbo(model, x, jax.random.key(0))

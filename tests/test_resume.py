@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -210,6 +211,16 @@ def test_a_checkpoint_of_other_settings_or_a_corrupt_one_is_refused(tmp_path, mo
             T.fit(MLPVAE(CFG, rngs=nnx.Rngs(0)), _images(), checkpoint_path=path, **FIT)
     assert T.fit(MLPVAE(CFG, rngs=nnx.Rngs(0)), _images(), checkpoint_path=path, resume=False, steps=1,
                  batch_size=16, progress=False).steps == 1  # resume=False starts over
+
+
+def test_a_checkpoint_of_another_beta_schedule_is_refused(tmp_path, monkeypatch):
+    path = _checkpoint(tmp_path, monkeypatch)  # written with the constant beta = 1
+    for schedule in (lambda step: jnp.minimum(1.0, step / 10), lambda step: 0.5):  # a KL warm-up, a constant 0.5
+        model = MLPVAE(CFG, rngs=nnx.Rngs(0))
+        before = _params(model)
+        with pytest.raises(C.CheckpointError, match="other settings.*beta:"):
+            T.fit(model, _images(), checkpoint_path=path, **{**FIT, "beta": schedule})
+        assert _max_diff(_params(model), before) == 0.0
 
 
 def test_fit_cached_resumes_an_interrupted_run_and_deletes_its_checkpoint(tmp_path, monkeypatch, reference):

@@ -127,6 +127,36 @@ def test_fit_accepts_numpy_and_jax_scalars_for_learning_rate_and_beta(images):
     assert h.steps == 2
 
 
+def test_a_beta_schedule_weights_the_kl_of_each_step(images):
+    import optax
+
+    # warm-up from 0 to 1 over 4 steps, logged every step: the logged beta is the schedule at that step
+    schedule = optax.linear_schedule(0.0, 1.0, 4)
+    model = MLPVAE(CFG, rngs=nnx.Rngs(0))
+    h = fit(model, images, steps=6, batch_size=16, beta=schedule, log_every=1, progress=False)
+    np.testing.assert_allclose(h.train["beta"], [0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(h.train["loss"], np.asarray(h.train["beta"]) * h.train["kl"] - h.train["recon"],
+                               rtol=1e-5)
+    # a constant schedule trains exactly as the number does
+    a, b = MLPVAE(CFG, rngs=nnx.Rngs(0)), MLPVAE(CFG, rngs=nnx.Rngs(0))
+    fit(a, images, steps=3, batch_size=16, beta=0.5, progress=False)
+    fit(b, images, steps=3, batch_size=16, beta=lambda step: 0.5, progress=False)
+    for got, want in zip(_params(b), _params(a)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_a_beta_schedule_reaches_a_custom_loss_as_its_beta_argument(images):
+    import functools
+
+    from vae_book import objectives
+
+    model = MLPVAE(CFG, rngs=nnx.Rngs(0))
+    loss = functools.partial(objectives.vae_loss, free_bits=0.25)
+    h = fit(model, images, steps=3, batch_size=16, beta=lambda step: 0.1 * step, loss_fn=loss, log_every=1,
+            progress=False)
+    np.testing.assert_allclose(h.train["beta"], [0.1, 0.2, 0.3], rtol=1e-6)
+
+
 def test_fit_refuses_bad_arguments(images):
     model = MLPVAE(CFG, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="`batch_size`"):

@@ -82,13 +82,22 @@ def elbo(model: nnx.Module, x: ArrayLike, key: jax.Array, *, analytic_kl: bool =
 
 
 def vae_loss(model: nnx.Module, x: ArrayLike, key: jax.Array,
-             beta: float | jax.Array = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+             beta: float | jax.Array = 1.0, *, free_bits: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
     r"""The beta-weighted training loss :math:`\frac1B\sum_b -\big(\text{recon}_b - \beta\,\text{KL}_b\big)`.
 
     ``beta = 1`` gives the negative ELBO (Kingma & Welling 2014); ``beta != 1`` the beta-VAE loss
     (Higgins et al. 2017), which is **not** a bound on log p(x) unless beta = 1. ``beta`` may be a
     Python, NumPy or 0-d JAX number (finite, >= 0), or a traced scalar inside ``jax.jit`` (e.g. a
-    KL warm-up schedule); NaN, inf and negative values are refused.
+    KL warm-up schedule, see ``beta`` of :func:`vae_book.train.fit`); NaN, inf and negative values
+    are refused.
+
+    ``free_bits = lambda > 0`` is the free-bits objective of Kingma et al. (2016, eq. 15) with one
+    group per latent dimension: the KL term becomes :math:`\beta\sum_u \max\big(\lambda,
+    \frac1B\sum_b \mathrm{KL}_{bu}\big)` (nats), so a dimension whose batch-mean KL is below
+    ``lambda`` gets no gradient pushing it towards the prior. With ``beta = 1`` it is never below the
+    negative ELBO (``max(lambda, K) >= K``), so minus it is a looser lower bound on log p(x) whose
+    best model is not the ELBO's; the ``elbo`` metric stays the true ELBO. ``free_bits = 0`` is the
+    plain loss.
 
     Returns:
         ``(loss, metrics)``: the scalar loss in nats per example, and a dict of batch means:
@@ -98,13 +107,19 @@ def vae_loss(model: nnx.Module, x: ArrayLike, key: jax.Array,
     check_module(model, methods=_VAE_METHODS)
     if is_concrete(beta) or getattr(beta, "shape", None) != ():
         beta = check_number(beta, "beta", minimum=0.0)
+    free_bits = check_number(free_bits, "free_bits", minimum=0.0)
     key = check_key(key)
     mean, log_std = model.encode(x)
     z = D.sample_diag_gaussian(key, mean, log_std)
     decoded = model.decode(z)
     recon = model.log_likelihood(x, decoded)
-    kl = jnp.sum(D.kl_to_standard_normal(mean, log_std), axis=-1)
-    loss = jnp.mean(beta * kl - recon)
+    kl_per_dim = D.kl_to_standard_normal(mean, log_std)
+    kl = jnp.sum(kl_per_dim, axis=-1)
+    if free_bits > 0:
+        kl_term = jnp.sum(jnp.maximum(free_bits, jnp.mean(kl_per_dim, axis=0)))
+        loss = beta * kl_term - jnp.mean(recon)
+    else:
+        loss = jnp.mean(beta * kl - recon)
     std = model.decoder_std(decoded) if hasattr(model, "decoder_std") else None
     metrics = {
         "loss": loss,

@@ -15,7 +15,11 @@ parameter array, not on one flat vector, whose copy was most of the MLP VAE's st
 
 With a ``checkpoint_path`` :func:`fit` writes training checkpoints, and a later call with the same
 settings resumes from the last one, to the parameters (bit for bit) of a run never stopped. With
-several devices each batch is split over them (:mod:`vae_book.parallel`).
+several devices each batch is split over them (:mod:`vae_book.parallel`). The KL weight may follow a
+schedule (a KL warm-up), evaluated inside the jitted step.
+
+Longer than 400 lines because :func:`fit` validates every argument, resumes from checkpoints and
+guards against divergence in one loop, and splitting that loop would scatter one control flow.
 """
 
 from __future__ import annotations
@@ -180,10 +184,14 @@ def _all_finite(loss, grads):
     return finite
 
 
-def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, loss_fn: Callable, optimizer: optax.GradientTransformation
+def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, loss_fn: Callable, optimizer: optax.GradientTransformation,
+                    beta_schedule: Callable | None = None
                     ) -> Callable[..., tuple[nnx.State, Any, dict[str, jax.Array], jax.Array]]:
     """Build the jitted update
     ``(params, opt_state, x, key, step, bad_step) -> (params, opt_state, metrics, bad_step)``.
+
+    With a ``beta_schedule`` (step -> KL weight, e.g. an optax schedule) the loss is called as
+    ``loss_fn(model, x, key, beta=beta_schedule(step))`` and the metrics gain ``beta``.
 
     If the loss, a gradient or an update is non-finite (a NaN learning rate gives finite gradients
     but NaN updates) the update is skipped: parameters and optimiser state are kept, and ``bad_step``
@@ -191,13 +199,17 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, loss_fn: Callable, 
     skipped too, so the parameters stay those after step ``bad_step - 1`` until the caller checks.
     """
 
-    def loss_of_params(params, x, key):
+    def loss_of_params(params, x, key, beta):
         model = nnx.merge(graphdef, params, rest)
-        return loss_fn(model, x, key)
+        if beta is None:
+            return loss_fn(model, x, key)
+        loss, metrics = loss_fn(model, x, key, beta=beta)
+        return loss, {**metrics, "beta": beta}
 
     @functools.partial(jax.jit, donate_argnums=(0, 1), compiler_options=_compiler_options())
     def train_step(params, opt_state, x, key, step, bad_step):
-        (loss, metrics), grads = jax.value_and_grad(loss_of_params, has_aux=True)(params, x, key)
+        beta = None if beta_schedule is None else jnp.asarray(beta_schedule(step), jnp.float32)
+        (loss, metrics), grads = jax.value_and_grad(loss_of_params, has_aux=True)(params, x, key, beta)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
         finite = _all_finite(loss, (grads, updates))
@@ -243,9 +255,39 @@ def mean_metrics(model: nnx.Module, images: ArrayLike, key: jax.Array, *, loss_f
     return {k: v / n for k, v in totals.items()}
 
 
+def _beta_fingerprint(schedule: Callable, steps: int) -> list[float]:
+    """The schedule's weights at 0, steps/10, ..., steps: what a checkpoint records of it."""
+    return [float(schedule(int(s))) for s in np.linspace(0, steps, 11).round()]
+
+
+def _check_beta_schedule(schedule: Callable, steps: int) -> Callable:
+    """Refuse a schedule that fails or gives a non-finite or negative weight at a checked step."""
+    checked = sorted({0, 1, steps, *np.linspace(0, steps, 11).round().astype(int).tolist()})
+    for s in checked:
+        try:
+            value = schedule(s)
+        except Exception as err:  # noqa: BLE001 - any failure of a user's callable is a bad argument
+            raise ValueError(f"`beta` must be a number or a schedule step -> weight; calling it at step {s} "
+                             f"got {type(err).__name__}: {err}") from None
+        try:
+            check_number(jnp.asarray(value).reshape(()) if getattr(value, "size", 1) == 1 else value,
+                         "beta", minimum=0.0)
+        except ValueError as err:
+            raise ValueError(f"`beta` must give a finite weight >= 0 at every step; at step {s}: {err}") from None
+    try:  # the step is a traced integer inside the jitted update
+        out = jax.eval_shape(lambda step: jnp.asarray(schedule(step), jnp.float32), jax.ShapeDtypeStruct((), jnp.int32))
+    except Exception as err:  # noqa: BLE001 - any failure of a user's callable is a bad argument
+        raise ValueError(f"`beta` must be a schedule JAX can trace (jnp operations or an optax schedule, not Python "
+                         f"min/if on the step); called on a traced step it got {type(err).__name__}: "
+                         f"{str(err)[:200]}") from None
+    if out.shape != ():
+        raise ValueError(f"`beta` must give one weight per step, got an array of shape {out.shape}.")
+    return schedule
+
+
 def fit(
     model: nnx.Module, train_images: ArrayLike, *, steps: int, batch_size: int = 64,
-    learning_rate: float = DEFAULT_LEARNING_RATE, beta: float = 1.0, loss_fn: Callable | None = None,
+    learning_rate: float = DEFAULT_LEARNING_RATE, beta: float | Callable = 1.0, loss_fn: Callable | None = None,
     eval_images: ArrayLike | None = None, eval_every: int | None = None, log_every: int | None = None,
     seed: int = 0, optimizer: optax.GradientTransformation | None = None, progress: bool = True,
     desc: str | None = None, checkpoint_path: str | os.PathLike | None = None,
@@ -258,8 +300,13 @@ def fit(
         train_images: (N, H, W, C) float32 in [0, 1].
         steps: number of optimiser updates. batch_size: images per update.
         learning_rate: Adam step size (default 3e-4), ignored if ``optimizer`` is given.
-        beta: KL weight of the default loss :func:`vae_book.objectives.vae_loss`.
-        loss_fn: ``loss_fn(model, x, key) -> (loss, metrics)``; overrides ``beta``.
+        beta: KL weight of the loss: a number, or a schedule ``beta(step) -> weight`` (an optax
+            schedule, e.g. ``optax.linear_schedule(0.0, 1.0, 1000)`` for a KL warm-up; steps count
+            from 1), whose value is logged as the ``beta`` metric. It must give finite weights >= 0
+            for steps 0 .. ``steps``. Ignored with a ``loss_fn``, unless ``beta`` is a schedule: then
+            the loss is called as ``loss_fn(model, x, key, beta=beta(step))`` (e.g.
+            ``functools.partial(vae_loss, free_bits=0.5)``).
+        loss_fn: ``loss_fn(model, x, key) -> (loss, metrics)``; default :func:`vae_book.objectives.vae_loss`.
         eval_images: held-out images evaluated every ``eval_every`` steps and at the end
             (with beta = 1 for the default loss, so ``eval["elbo"]`` is the true ELBO).
         log_every: training metrics are averaged over this many steps (default steps // 100, >= 1).
@@ -306,10 +353,11 @@ def fit(
         learning_rate = check_number(learning_rate, "learning_rate", minimum=0.0, strict=True)
     elif not isinstance(optimizer, optax.GradientTransformation):
         raise ValueError(f"`optimizer` must be an optax.GradientTransformation, got {type(optimizer).__name__}.")
-    if loss_fn is None:
-        beta = check_number(beta, "beta", minimum=0.0)
-    elif not callable(loss_fn):
+    if loss_fn is not None and not callable(loss_fn):
         raise ValueError(f"`loss_fn` must be callable as loss_fn(model, x, key), got {type(loss_fn).__name__}.")
+    beta_schedule = _check_beta_schedule(beta, steps) if callable(beta) else None
+    if loss_fn is None and beta_schedule is None:
+        beta = check_number(beta, "beta", minimum=0.0)
     seed = check_seed(seed)
     log_every = max(1, steps // 100) if log_every is None else check_positive_int(log_every, "log_every")
     eval_every = check_positive_int(eval_every, "eval_every", allow_none=True)
@@ -326,12 +374,16 @@ def fit(
     describe = lambda f: f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', type(f).__name__)}"  # noqa: E731
     settings = None if checkpoint_path is None else {
         "steps": steps, "batch_size": batch_size, "learning_rate": None if optimizer else learning_rate,
-        "optimizer": describe(optimizer.update) if optimizer else "default", "beta": None if loss_fn else beta,
+        "optimizer": describe(optimizer.update) if optimizer else "default",
+        "beta": _beta_fingerprint(beta_schedule, steps) if beta_schedule else None if loss_fn else beta,
         "loss_fn": describe(loss_fn) if loss_fn else None, "log_every": log_every, "eval_every": eval_every,
         "seed": seed, "model": model_config(model), "train_images": array_fingerprint(train_images),
         "eval_images": None if eval_images is None else array_fingerprint(eval_images)}
     eval_loss = loss_fn or objectives.vae_loss
-    loss_fn = loss_fn or functools.partial(objectives.vae_loss, beta=beta)
+    if beta_schedule is None:
+        loss_fn = loss_fn or functools.partial(objectives.vae_loss, beta=beta)
+    else:
+        loss_fn = loss_fn or objectives.vae_loss
     optimizer = optimizer or default_optimizer(learning_rate)
 
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -346,7 +398,7 @@ def fit(
     mesh = parallel.data_mesh(batch_size)
     if mesh is not None:
         params, opt_state = parallel.replicate((params, opt_state), mesh)
-    train_step = make_train_step(graphdef, rest, loss_fn, optimizer)
+    train_step = make_train_step(graphdef, rest, loss_fn, optimizer, beta_schedule)
     key = jax.random.key(seed)
     eval_key = jax.random.fold_in(key, 10**9)
     data = prefetch(batches(train_images, batch_size, seed=seed, start=first),

@@ -10,5 +10,7 @@ does not depend on them.
 * :mod:`vae_book.companion.estimators` — chapters 4 and 5: Monte-Carlo studies of the ELBO and of
   gradient estimators; :mod:`vae_book.companion.estimator_figures` draws their results;
 * :mod:`vae_book.companion.inspection` — chapter 7: the transformer VAE's stages, step by step;
-* :mod:`vae_book.companion.sweeps` — chapter 9: the beta sweep.
+* :mod:`vae_book.companion.sweeps` — chapter 9: the beta sweep;
+* :mod:`vae_book.companion.collapse` — chapter 9: posterior collapse at beta = 1 with an
+  autoregressive decoder, KL warm-up and free bits.
 """
