@@ -255,15 +255,12 @@ def mean_metrics(model: nnx.Module, images: ArrayLike, key: jax.Array, *, loss_f
     return {k: v / n for k, v in totals.items()}
 
 
-def _beta_fingerprint(schedule: Callable, steps: int) -> list[float]:
-    """The schedule's weights at 0, steps/10, ..., steps: what a checkpoint records of it."""
-    return [float(schedule(int(s))) for s in np.linspace(0, steps, 11).round()]
-
-
-def _check_beta_schedule(schedule: Callable, steps: int) -> Callable:
-    """Refuse a schedule that fails or gives a non-finite or negative weight at a checked step."""
-    checked = sorted({0, 1, steps, *np.linspace(0, steps, 11).round().astype(int).tolist()})
-    for s in checked:
+def _check_beta_schedule(schedule: Callable, steps: int) -> list[float]:
+    """Refuse a schedule that fails or gives a non-finite or negative weight at a checked step; return
+    its weights at steps 0, steps/10, ..., steps (what a checkpoint records of it)."""
+    tenths = np.linspace(0, steps, 11).round().astype(int).tolist()
+    values = {}
+    for s in sorted({0, 1, steps, *tenths}):
         try:
             value = schedule(s)
         except Exception as err:  # noqa: BLE001 - any failure of a user's callable is a bad argument
@@ -274,6 +271,7 @@ def _check_beta_schedule(schedule: Callable, steps: int) -> Callable:
                          "beta", minimum=0.0)
         except ValueError as err:
             raise ValueError(f"`beta` must give a finite weight >= 0 at every step; at step {s}: {err}") from None
+        values[s] = value
     try:  # the step is a traced integer inside the jitted update
         out = jax.eval_shape(lambda step: jnp.asarray(schedule(step), jnp.float32), jax.ShapeDtypeStruct((), jnp.int32))
     except Exception as err:  # noqa: BLE001 - any failure of a user's callable is a bad argument
@@ -282,7 +280,7 @@ def _check_beta_schedule(schedule: Callable, steps: int) -> Callable:
                          f"{str(err)[:200]}") from None
     if out.shape != ():
         raise ValueError(f"`beta` must give one weight per step, got an array of shape {out.shape}.")
-    return schedule
+    return [float(np.ravel(values[s])[0]) for s in tenths]  # one weight each: checked above
 
 
 def fit(
@@ -355,7 +353,8 @@ def fit(
         raise ValueError(f"`optimizer` must be an optax.GradientTransformation, got {type(optimizer).__name__}.")
     if loss_fn is not None and not callable(loss_fn):
         raise ValueError(f"`loss_fn` must be callable as loss_fn(model, x, key), got {type(loss_fn).__name__}.")
-    beta_schedule = _check_beta_schedule(beta, steps) if callable(beta) else None
+    beta_schedule = beta if callable(beta) else None
+    beta_fingerprint = _check_beta_schedule(beta, steps) if beta_schedule else None
     if loss_fn is None and beta_schedule is None:
         beta = check_number(beta, "beta", minimum=0.0)
     seed = check_seed(seed)
@@ -375,7 +374,7 @@ def fit(
     settings = None if checkpoint_path is None else {
         "steps": steps, "batch_size": batch_size, "learning_rate": None if optimizer else learning_rate,
         "optimizer": describe(optimizer.update) if optimizer else "default",
-        "beta": _beta_fingerprint(beta_schedule, steps) if beta_schedule else None if loss_fn else beta,
+        "beta": beta_fingerprint if beta_schedule else None if loss_fn else beta,
         "loss_fn": describe(loss_fn) if loss_fn else None, "log_every": log_every, "eval_every": eval_every,
         "seed": seed, "model": model_config(model), "train_images": array_fingerprint(train_images),
         "eval_images": None if eval_images is None else array_fingerprint(eval_images)}
