@@ -57,11 +57,13 @@ lab: venv
 		> $(VENV)/share/jupyter/lab/settings/overrides.json
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) chapters/
 
-## make bench: the training-step benchmarks (vae_book vs a JAX reference vs PyTorch eager; Adam per array vs flat)
+## make bench: the training-step benchmarks (vae_book vs a JAX reference vs PyTorch eager; where the step's time
+## goes, by XLA op; Adam per array vs flat)
 bench: venv
 	$(PY) -m pip install --quiet torch==2.13.0 -c constraints.txt
 	$(PY) -m pytest -q -m bench tests/test_perf_equivalence.py
 	$(PY) bench/train_step.py $(BENCH_ARGS)
+	$(PY) bench/step_profile.py
 	$(PY) bench/optimizer.py
 
 ## make bench-book: time the book build (cold, nothing changed, one chapter's prose edited) in a temporary copy
