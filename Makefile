@@ -16,6 +16,9 @@ RUFF_VERSION := 0.17.6
 RUFF_DIR := _build/ruff
 # arguments for scripts/format_chapters.py, e.g. FORMAT_ARGS=--check (write nothing, exit 1 on changes)
 FORMAT_ARGS ?=
+# glibc malloc settings for the processes that train (vae_book.train.HOST_MALLOC_ENV: one home for them);
+# evaluated when a recipe uses it, after the virtual environment exists
+MALLOC_ENV = $(shell $(PY) -c "from vae_book.train import HOST_MALLOC_ENV as e; print(' '.join(f'{k}={v}' for k, v in e.items()))")
 
 .PHONY: book test lab bench bench-book format venv clean browser site-deps site-assets lock gpu-check
 
@@ -47,7 +50,7 @@ book: venv site-assets
 
 ## make test: the test suite (unit tests, notebooks and the site in the smoke profile, browser tests)
 test: venv site-deps browser
-	VAE_BOOK_PROFILE=smoke $(PY) -m pytest -q
+	env $(MALLOC_ENV) VAE_BOOK_PROFILE=smoke $(PY) -m pytest -q
 
 ## make lab: open the chapters in JupyterLab (jupytext opens the .md chapters as notebooks)
 lab: venv
@@ -55,16 +58,16 @@ lab: venv
 	@mkdir -p $(VENV)/share/jupyter/lab/settings
 	@echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}}}' \
 		> $(VENV)/share/jupyter/lab/settings/overrides.json
-	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) chapters/
+	env $(MALLOC_ENV) $(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) chapters/
 
 ## make bench: the training-step benchmarks (vae_book vs a JAX reference vs PyTorch eager; where the step's time
 ## goes, by XLA op; Adam per array vs flat)
 bench: venv
 	$(PY) -m pip install --quiet torch==2.13.0 -c constraints.txt
 	$(PY) -m pytest -q -m bench tests/test_perf_equivalence.py
-	$(PY) bench/train_step.py $(BENCH_ARGS)
-	$(PY) bench/step_profile.py
-	$(PY) bench/optimizer.py
+	env $(MALLOC_ENV) $(PY) bench/train_step.py $(BENCH_ARGS)
+	env $(MALLOC_ENV) $(PY) bench/step_profile.py
+	env $(MALLOC_ENV) $(PY) bench/optimizer.py
 
 ## make bench-book: time the book build (cold, nothing changed, one chapter's prose edited) in a temporary copy
 bench-book: venv site-assets

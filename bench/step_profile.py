@@ -19,6 +19,10 @@ once on several threads, so it may exceed the wall time), the time per kind, and
 instructions by time, with their share of the thunk time. A ``while`` (the scan over the transformer
 blocks) is an instruction whose body's instructions are timed on their own: it is left out of the sums.
 Nothing is asserted about time: the machine is shared, and only the shares are meant to be compared.
+
+When PyTorch is installed (``make bench`` installs it), the same model's step in PyTorch eager
+(``bench/torch_reference.py``: loss, backward, Adam) is profiled too with ``torch.profiler``, and its
+top operators by self CPU time are printed: the peer's own answer to "where does the time go".
 """
 
 from __future__ import annotations
@@ -176,15 +180,57 @@ def profile_size(name: str, steps: int, top: int) -> None:
               f"{info['shape'][:24]:<24} {short(info['op_name'])}")
 
 
+def profile_torch(name: str, steps: int, top: int) -> None:
+    """The top operators of the PyTorch peer's step by self CPU time (``torch.profiler``)."""
+    try:
+        import torch
+    except ImportError:
+        print(f"\n=== {name}, PyTorch: not installed (make bench installs it); skipped")
+        return
+    from torch_reference import TorchVAE
+
+    t = size_config(name)
+    config = transformer_config(t)
+    torch.manual_seed(0)
+    model = TorchVAE(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    side = t["image_side"]
+    x = torch.rand(t["batch"], side, side, 3)
+
+    def run():
+        optimizer.zero_grad(set_to_none=True)
+        model.loss(x, torch.randn(x.shape[0], config.z_dim)).backward()
+        optimizer.step()
+
+    for _ in range(3):
+        run()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            run()
+        wall = (time.perf_counter() - start) / steps
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) / 1e3 / steps
+    print(f"\n=== {name}, PyTorch {torch.__version__} eager ({torch.get_num_threads()} threads); {load()}")
+    print(f"wall {wall * 1e3:.1f} ms per step (profiler on); self CPU time {total:.1f} ms per step")
+    print(f"{'ms/step':>8} {'share':>6}  {'calls':>5}  operator")
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+        ms = e.self_cpu_time_total / 1e3 / steps
+        print(f"{ms:8.2f} {ms / total:6.1%}  {e.count // steps:5d}  {e.key}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="cpu,full", help="comma-separated: cpu, full")
     ap.add_argument("--steps", type=int, default=10, help="profiled steps per size")
     ap.add_argument("--top", type=int, default=20, help="instructions listed per size")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer's profile")
     ns = ap.parse_args(argv)
     print(f"jax {jax.__version__}, backend {jax.default_backend()}")
     for name in ns.sizes.split(","):
         profile_size(name.strip(), ns.steps, ns.top)
+        if not ns.no_torch:
+            profile_torch(name.strip(), ns.steps, ns.top)
     return 0
 
 

@@ -48,7 +48,7 @@ import vae_book.models._blocks as B  # noqa: E402
 import vae_book.models.transformer as T  # noqa: E402
 from reference import ReferenceVAE, make_reference_step  # noqa: E402
 from vae_book import objectives  # noqa: E402
-from vae_book.train import default_optimizer, make_train_step, prefetch  # noqa: E402
+from vae_book.train import HOST_MALLOC_ENV, default_optimizer, make_train_step, prefetch  # noqa: E402
 
 try:
     import torch
@@ -368,6 +368,9 @@ def main(argv=None):
 
     print("== The VAE Book: transformer VAE training-step benchmark")
     print(f"machine: {cpu_info()}; JAX backend {jax.default_backend()}")
+    malloc = {k: os.environ[k] for k in HOST_MALLOC_ENV if k in os.environ}
+    print(f"glibc malloc settings of this process (every peer): {malloc or 'the defaults'}"
+          + ("" if malloc == HOST_MALLOC_ENV else "; the book's kernels run with vae_book.train.HOST_MALLOC_ENV"))
     import flax
 
     versions = f"jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}"

@@ -253,7 +253,8 @@ def build(root: str | Path = ROOT, output: str | Path | None = None, extra_args:
     """Build the book at ``root`` into ``<output>/_build/html``; returns the CompletedProcess.
 
     ``env`` (default: ``os.environ``) is passed to Jupyter Book and so to the kernels, with
-    ``VAE_BOOK_PROFILE`` fixed to the key's profile and ``VAE_BOOK_STATIC=1``. With ``capture`` the
+    ``VAE_BOOK_PROFILE`` fixed to the key's profile, ``VAE_BOOK_STATIC=1``, and glibc's malloc settings
+    :data:`vae_book.train.HOST_MALLOC_ENV` where ``env`` does not set them (they change no output). With ``capture`` the
     output is captured (``proc.stdout`` holds both streams) instead of printed.
     """
     root = Path(root).resolve()
@@ -293,6 +294,8 @@ def build(root: str | Path = ROOT, output: str | Path | None = None, extra_args:
     else:
         message = f"build key {key} unchanged: cached outputs are valid"
     env.update(VAE_BOOK_PROFILE=profile, VAE_BOOK_STATIC="1", IPYTHONDIR=str(_kernel_ipython_dir(build_dir)))
+    for name, value in _library("train", "HOST_MALLOC_ENV").items():  # malloc settings of the kernels
+        env.setdefault(name, value)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
 
     if capture:

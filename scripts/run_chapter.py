@@ -9,6 +9,7 @@ Exits non-zero if a chapter has no code cells or a cell raises. The test suite u
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,8 +34,10 @@ def execute_chapter(path: str | Path, timeout: int = 1800, kernel_name: str = "p
         raise ValueError(f"{path} has no kernelspec in its front matter; the book build would not execute it.")
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
                             resources={"metadata": {"path": str(path.parent.resolve())}})
+    from vae_book.train import HOST_MALLOC_ENV  # the kernel's malloc settings (they change no output)
+
     t0 = time.perf_counter()
-    client.execute()
+    client.execute(env={**HOST_MALLOC_ENV, **os.environ})
     seconds = time.perf_counter() - t0
     # A display-time failure (e.g. a figure whose label does not render) leaves an error output
     # without stopping execution: count it as a failure too.

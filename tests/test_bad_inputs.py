@@ -407,6 +407,10 @@ rows("History.from_dict", "history", {
 rows("mean_metrics", "batch_size", {"zero": lambda t: T.mean_metrics(model(), X, KEY, batch_size=0)})
 rows("mean_metrics", "images", {"255": lambda t: T.mean_metrics(model(), X * 255, KEY)})
 rows("mean_metrics", "key", {"int": lambda t: T.mean_metrics(model(), X, 0)})
+rows("reuse_host_memory", "limit", {"below 32 MiB": lambda t: T.reuse_host_memory(2**20),
+                                   "over int": lambda t: T.reuse_host_memory(2**31),
+                                   "str": lambda t: T.reuse_host_memory("1GiB"),
+                                   "float": lambda t: T.reuse_host_memory(1.5e9)})
 rows("default_optimizer", "learning_rate", {"zero": lambda t: T.default_optimizer(0.0),
                                             "nan": lambda t: T.default_optimizer(NAN),
                                             "str": lambda t: T.default_optimizer("3e-4")})
