@@ -225,9 +225,9 @@ def collapse_study(*, steps: int, side: int = 8, flip: float = FLIP, num_train: 
     dimension (:func:`vae_book.objectives.vae_loss`). Every run starts from the same initialisation.
 
     Returns:
-        :class:`CollapseStudy`: per run the held-out ELBO (:func:`vae_book.evaluation.elbo_per_image`, 5 draws per image), the rate
-        (mean KL, nats), the active units at Burda's threshold 0.01 and at 0.1, the gap to the exact
-        :math:`\log p(x)`, and the training seconds.
+        :class:`CollapseStudy`: per run the held-out ELBO (:func:`vae_book.evaluation.elbo_per_image`,
+        5 draws per image), the rate (mean KL, nats), the active units at Burda's threshold 0.01 and at
+        0.1, the gap to the exact :math:`\log p(x)`, and the training seconds.
     """
     steps = check_positive_int(steps, "steps")
     free_bits = check_number(free_bits, "free_bits", minimum=0.0, strict=True)
