@@ -4,7 +4,7 @@
     python bench/step_profile.py --sizes cpu --steps 20 --top 25
 
 For each size (the sizes of ``bench/train_step.py``) it compiles exactly the step ``vae_book.train.fit``
-runs (``make_train_step`` with fit's default optimizer), runs ``--steps`` steps under
+runs (``bench/train_step.py``'s ``VaeBookPeer``: ``make_train_step`` with fit's default optimizer), runs ``--steps`` steps under
 ``jax.profiler.trace`` and reads the trace's thunk events: XLA's CPU runtime records one event per
 executed HLO instruction (a fusion, a dot, a copy, ...), named by the instruction. Each instruction is
 looked up in the compiled module's HLO text to give
@@ -42,13 +42,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-from flax import nnx  # noqa: E402
 
-import vae_book.models.transformer as T  # noqa: E402
-from train_step import LEARNING_RATE, load, size_config, transformer_config  # noqa: E402
-from vae_book import objectives  # noqa: E402
-from vae_book.train import default_optimizer, make_train_step  # noqa: E402
+from train_step import LEARNING_RATE, VaeBookPeer, load, size_config, transformer_config  # noqa: E402
 
 #: the instructions whose own event spans other instructions' events (timed on their own)
 CONTAINERS = {"while", "conditional", "call"}
@@ -141,35 +136,18 @@ def op_times(compiled, run, steps: int) -> tuple[collections.Counter, int, float
 
 def profile_size(name: str, steps: int, top: int) -> None:
     t = size_config(name)
-    config = transformer_config(t)
-    model = T.TransformerVAE(config, rngs=nnx.Rngs(0))
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    optimizer = default_optimizer(LEARNING_RATE)
-    opt_state = optimizer.init(params)
-    step = make_train_step(graphdef, rest, objectives.vae_loss, optimizer)
     side = t["image_side"]
     x = jax.random.uniform(jax.random.key(1), (t["batch"], side, side, 3))
-    key = jax.random.key(0)
-    compiled = step.lower(params, opt_state, x, key, 1, jnp.asarray(-1)).compile()
-    instructions, computations = parse_hlo(compiled.as_text())
-
-    state = [params, opt_state, jnp.asarray(-1)]
-
-    def run(i):
-        p, o, bad = state
-        p, o, metrics, bad = compiled(p, o, x, jax.random.fold_in(key, i), i, bad)
-        state[:] = [p, o, bad]
-        jax.block_until_ready((p, o, metrics))
-
-    for i in range(3):  # warm-up
-        run(i + 1)
-    counter = iter(range(4, 4 + steps))
-    per_op, unknown, wall = op_times(compiled, lambda: run(next(counter)), steps)
+    peer = VaeBookPeer(transformer_config(t), x)  # the benchmark's peer: exactly fit's step
+    instructions, computations = parse_hlo(peer.compiled.as_text())
+    for _ in range(3):  # warm-up
+        peer.run()
+    per_op, unknown, wall = op_times(peer.compiled, peer.run, steps)
     total = sum(per_op.values())
     by_kind = collections.Counter()
     for op, ms in per_op.items():
         by_kind[kind(instructions[op], computations)] += ms
-    print(f"\n=== {name}: {json.dumps(t)}, {model.num_params():,} parameters; {load()}")
+    print(f"\n=== {name}: {json.dumps(t)}, {peer.num_params:,} parameters; {load()}")
     print(f"wall {wall * 1e3:.1f} ms per step; thunks {total:.1f} ms per step in {len(per_op)} instructions"
           + (f" ({unknown} events of unknown instructions)" if unknown else ""))
     print("by kind: " + ", ".join(f"{k} {v:.1f} ms ({v / total:.0%})" for k, v in by_kind.most_common()))
